@@ -1,0 +1,3 @@
+from dockerremote.cli import main
+
+raise SystemExit(main())

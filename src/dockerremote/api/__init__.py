@@ -1,0 +1,1 @@
+"""The only layer that knows Docker's wire format."""

@@ -1,0 +1,66 @@
+"""JSON for the wire: plain responses (compact, HTML left alone) and progress streams.
+
+A stream commits its 200 status with its first line; an error before that is a real
+HTTP error, after it one final errorDetail line (moby's rule).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+_STREAM_FIELDS = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
+                  "timeNano", "errorDetail", "error", "aux")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(body=(dumps(obj) + "\n").encode(), status=status,
+                        content_type="application/json")
+
+
+def stream_line(msg: dict[str, Any]) -> bytes:
+    """One JSON message in dockerd's field order, Go's HTML escaping, \\r\\n framed."""
+    ordered = {k: msg[k] for k in _STREAM_FIELDS if k in msg}
+    text = dumps(ordered).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (text + "\r\n").encode()
+
+
+def error_message(text: str) -> dict[str, Any]:
+    return {"errorDetail": {"message": text}, "error": text}
+
+
+class JsonStream:
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.response: web.StreamResponse | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.response is not None
+
+    async def start(self) -> None:
+        if self.response is None:
+            self.response = web.StreamResponse(status=200)
+            self.response.content_type = "application/json"
+            self.response.enable_chunked_encoding()
+            await self.response.prepare(self._request)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.start()
+        assert self.response is not None
+        await self.response.write(stream_line(msg))
+
+    async def fail(self, text: str) -> None:
+        await self.send(error_message(text))
+
+    async def finish(self) -> web.StreamResponse:
+        await self.start()
+        assert self.response is not None
+        await self.response.write_eof()
+        return self.response

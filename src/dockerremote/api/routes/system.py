@@ -1,0 +1,113 @@
+"""/_ping, /version, /info, /system/df."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from aiohttp import web
+
+from dockerremote import __version__
+from dockerremote.api import shapes, versions
+from dockerremote.api.app import ENGINE_VERSION, Ctx, Router
+from dockerremote.api.jsonstream import json_response
+
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "s390x": "s390x",
+            "ppc64le": "ppc64le", "riscv64": "riscv64"}
+
+
+def host_arch() -> str:
+    m = platform.machine()
+    return _GO_ARCH.get(m, m)
+
+
+def _os_release() -> str:
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+async def ping(ctx: Ctx) -> web.StreamResponse:
+    headers = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
+    if ctx.request.method == "HEAD":
+        return web.Response(status=200, headers=headers, content_type="text/plain", charset="utf-8")
+    return web.Response(text="OK", headers=headers, content_type="text/plain", charset="utf-8")
+
+
+async def version(ctx: Ctx) -> web.StreamResponse:
+    api, min_api = versions.render(versions.MAX_VERSION), versions.render(versions.MIN_VERSION)
+    server_version = f"{ENGINE_VERSION}+dockerremote.{__version__}"
+    kernel = platform.release()
+    details = {"ApiVersion": api, "Arch": host_arch(), "BuildTime": "", "Experimental": "false",
+               "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "KernelVersion": kernel,
+               "MinAPIVersion": min_api, "Os": "linux"}
+    return json_response({
+        "Platform": {"Name": f"dockerremote {__version__}"},
+        "Components": [{"Name": "Engine", "Version": server_version, "Details": details}],
+        "Version": server_version, "ApiVersion": api, "MinAPIVersion": min_api, "GitCommit": "",
+        "GoVersion": f"python{platform.python_version()}", "Os": "linux", "Arch": host_arch(),
+        "KernelVersion": kernel, "BuildTime": "",
+    })
+
+
+def _mem_total() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+async def info(ctx: Ctx) -> web.StreamResponse:
+    s = ctx.settings
+    images = ctx.store.index.images
+    return json_response({
+        "ID": "", "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Images": len(images), "Driver": "dockerremote", "DriverStatus": [["Store", "blobs + sqlite"]],
+        "Plugins": {"Volume": None, "Network": None, "Authorization": None, "Log": None},
+        "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+        "CPUShares": False, "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": False,
+        "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": s.log_level == "debug",
+        "NFd": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0,
+        "OomKillDisable": False, "NGoroutines": 0, "SystemTime": shapes.now_rfc3339(),
+        "LoggingDriver": "", "CgroupDriver": "none", "CgroupVersion": "", "NEventsListener": 0,
+        "KernelVersion": platform.release(), "OperatingSystem": _os_release(), "OSVersion": "",
+        "OSType": "linux", "Architecture": platform.machine(),
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": {
+            "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {
+                "docker.io": {"Name": "docker.io", "Mirrors": list(s.registry_mirrors), "Secure": True,
+                              "Official": True}},
+            "Mirrors": list(s.registry_mirrors)},
+        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+        "DockerRootDir": str(s.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
+        "Name": platform.node(), "Labels": [], "ExperimentalBuild": False,
+        "ServerVersion": f"{ENGINE_VERSION}+dockerremote.{__version__}",
+        "Runtimes": {}, "DefaultRuntime": "", "Swarm": {
+            "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
+            "Error": "", "RemoteManagers": None},
+        "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": None,
+    })
+
+
+async def system_df(ctx: Ctx) -> web.StreamResponse:
+    store = ctx.store
+    with store.index.lock:
+        items = [shapes.list_item(store, img, ctx.version, with_shared_size=True, containers=0)
+                 for img in shapes.sorted_images(store.index.images.values())]
+        layers_size = sum(lay.size for lay in store.index.layers.values())
+    return json_response({"LayersSize": layers_size, "Images": items, "Containers": [],
+                          "Volumes": [], "BuildCache": [], "BuilderSize": 0})
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/_ping", ping)
+    router.add("GET", "/version", version)
+    router.add("GET", "/info", info)
+    router.add("GET", "/system/df", system_df)

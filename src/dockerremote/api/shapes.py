@@ -1,0 +1,127 @@
+"""Docker's JSON shapes for images, per API version (switches from versions.SWITCHES)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable
+
+from dockerremote.api.versions import ApiVersion
+from dockerremote.oci.config import container_config, format_time, normalize_time
+from dockerremote.oci.digest import chain_ids
+from dockerremote.store.images import ImageStore, stored_ref
+from dockerremote.store.index import ImageRecord
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+def now_rfc3339() -> str:
+    ns = time.time_ns()
+    return format_time(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def sorted_images(images: Iterable[ImageRecord]) -> list[ImageRecord]:
+    return sorted(images, key=lambda i: (i.created_unix, i.id), reverse=True)
+
+
+def split_refs(store: ImageStore, image: ImageRecord, keep=None) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """(RepoTags, RepoDigests) as familiar strings sorted by the full name."""
+    tags: list[str] = []
+    digests: list[str] = []
+    for name in sorted(image.refs):
+        ref = stored_ref(name)
+        if keep is not None and not keep(ref):
+            continue
+        (digests if ref.digest else tags).append(ref.familiar)
+    return tags, digests
+
+
+def shared_sizes(store: ImageStore, image: ImageRecord) -> int:
+    users = store.index.chain_users
+    total = 0
+    for c, blob in zip(chain_ids(image.diff_ids), image.layers):
+        if users[c] > 1:
+            layer = store.index.layers.get(blob)
+            total += layer.size if layer else 0
+    return total
+
+
+def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
+              tags: list[str] | None = None, digests: list[str] | None = None,
+              with_shared_size: bool = False, containers: int = -1) -> dict[str, Any]:
+    if tags is None and digests is None:
+        tags, digests = split_refs(store, image)
+    item: dict[str, Any] = {
+        "Containers": containers,
+        "Created": image.created_unix,
+        "Id": image.id,
+        "Labels": image.labels,
+        "ParentId": "",
+        "RepoDigests": digests or None,
+        "RepoTags": tags or None,
+        "SharedSize": shared_sizes(store, image) if with_shared_size else -1,
+        "Size": image.size,
+    }
+    if version.has("virtual_size"):
+        item["VirtualSize"] = image.size
+    return item
+
+
+def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[str, Any]:
+    cfg = json.loads(store.config_bytes(image))
+    tags, digests = split_refs(store, image)
+    history = cfg.get("history") or []
+    comment = cfg.get("comment") or (history[-1].get("comment", "") if history else "")
+    out: dict[str, Any] = {"Id": image.id, "RepoTags": tags, "RepoDigests": digests, "Parent": "",
+                           "Comment": comment or "",
+                           "Created": normalize_time(cfg["created"]) if cfg.get("created") else ZERO_TIME}
+    if version.has("container_config"):
+        out["Container"] = cfg.get("container") or ""
+        out["ContainerConfig"] = container_config(cfg.get("container_config"))
+    out["DockerVersion"] = cfg.get("docker_version") or ""
+    out["Author"] = cfg.get("author") or ""
+    out["Config"] = container_config(cfg["config"]) if isinstance(cfg.get("config"), dict) else None
+    out["Architecture"] = cfg.get("architecture") or ""
+    if cfg.get("variant"):
+        out["Variant"] = cfg["variant"]
+    out["Os"] = cfg.get("os") or ""
+    if cfg.get("os.version"):
+        out["OsVersion"] = cfg["os.version"]
+    out["Size"] = image.size
+    if version.has("virtual_size"):
+        out["VirtualSize"] = image.size
+    out["GraphDriver"] = {"Data": None, "Name": "dockerremote"}
+    rootfs: dict[str, Any] = {"Type": "layers"}
+    if image.diff_ids:
+        rootfs["Layers"] = list(image.diff_ids)
+    out["RootFS"] = rootfs
+    out["Metadata"] = {"LastTagTime": image.last_tag_time or ZERO_TIME}
+    return out
+
+
+def history(store: ImageStore, image: ImageRecord) -> list[dict[str, Any]]:
+    cfg = json.loads(store.config_bytes(image))
+    sizes = [store.index.layers[b].size if b in store.index.layers else 0 for b in image.layers]
+    tags, _ = split_refs(store, image)
+    entries: list[dict[str, Any]] = []
+    layer_i = 0
+    for h in cfg.get("history") or []:
+        size = 0
+        if not h.get("empty_layer"):
+            size = sizes[layer_i] if layer_i < len(sizes) else 0
+            layer_i += 1
+        created = 0
+        if h.get("created"):
+            from dockerremote.oci.config import parse_time
+
+            try:
+                created = parse_time(h["created"])[0]
+            except ValueError:
+                created = 0
+        entries.append({"Comment": h.get("comment", ""), "Created": created,
+                        "CreatedBy": h.get("created_by", ""), "Id": "<missing>", "Size": size,
+                        "Tags": None})
+    entries.reverse()
+    if entries:
+        entries[0]["Id"] = image.id
+        entries[0]["Tags"] = tags or None
+    return entries

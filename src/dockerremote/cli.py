@@ -1,0 +1,128 @@
+"""`dockerremote serve|version`: flags named like dockerd's, then config → store → app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from dockerremote import __version__, config
+from dockerremote.errors import DockerRemoteError, InvalidArgument
+
+log = logging.getLogger("dockerremote")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dockerremote", description="The Docker Engine image API, in Python.")
+    p.add_argument("--version", action="version", version=f"dockerremote {__version__}")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="run the daemon")
+    s.add_argument("--data-root", dest="data_root", help="where images are stored")
+    s.add_argument("-H", "--host", dest="hosts", action="append", default=[],
+                   help="unix://PATH or tcp://HOST:PORT (repeatable)")
+    s.add_argument("--config-file", dest="config_file", help="daemon.json-style settings")
+    s.add_argument("--registry-mirror", dest="registry_mirrors", action="append", default=[])
+    s.add_argument("--insecure-registry", dest="insecure_registries", action="append", default=[])
+    s.add_argument("--max-concurrent-downloads", dest="max_concurrent_downloads", type=int)
+    s.add_argument("--max-concurrent-uploads", dest="max_concurrent_uploads", type=int)
+    s.add_argument("-l", "--log-level", dest="log_level",
+                   choices=["debug", "info", "warn", "error", "fatal"])
+    s.add_argument("--allow-nonloopback", dest="allow_nonloopback", action="store_true", default=None,
+                   help="listen on a non-loopback TCP address without TLS (insecure)")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def _check_host(host: str, allow_nonloopback: bool) -> tuple[str, str, int | None]:
+    """('unix', path, None) or ('tcp', host, port); refuses what dockerd users would not expect."""
+    if host.startswith("unix://"):
+        path = host[len("unix://"):]
+        if not path:
+            raise InvalidArgument(f"invalid host: {host}")
+        return "unix", path, None
+    if host.startswith("tcp://"):
+        u = urlsplit(host)
+        if not u.hostname or not u.port:
+            raise InvalidArgument(f"invalid tcp host (want tcp://HOST:PORT): {host}")
+        try:
+            loopback = u.hostname == "localhost" or ipaddress.ip_address(u.hostname).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and not allow_nonloopback:
+            raise InvalidArgument(
+                f"refusing to listen on {host} without TLS: pass --allow-nonloopback to do it anyway")
+        return "tcp", u.hostname, u.port
+    raise InvalidArgument(f"invalid host: {host} (want unix://PATH or tcp://HOST:PORT)")
+
+
+async def _serve(settings: config.Settings) -> None:
+    from dockerremote.api.app import make_app
+    from dockerremote.store.images import ImageStore
+
+    binds = [_check_host(h, settings.allow_nonloopback) for h in settings.effective_hosts()]
+    store = await asyncio.to_thread(ImageStore, settings.data_root)
+    app = make_app(store, settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        for kind, where, port in binds:
+            if kind == "unix":
+                Path(where).parent.mkdir(parents=True, exist_ok=True)
+                if os.path.exists(where):
+                    os.unlink(where)
+                await web.UnixSite(runner, where).start()
+                os.chmod(where, 0o660)
+                print(f"dockerremote {__version__} listening on unix://{where} (data root {settings.data_root})",
+                      flush=True)
+            else:
+                await web.TCPSite(runner, where, port).start()
+                print(f"dockerremote {__version__} listening on tcp://{where}:{port} "
+                      f"(data root {settings.data_root})", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        store.close()
+        for kind, where, _ in binds:
+            if kind == "unix" and os.path.exists(where):
+                os.unlink(where)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"dockerremote {__version__}")
+        return 0
+    if args.command != "serve":
+        _parser().print_help()
+        return 2
+    try:
+        file_values = config.load_file(Path(args.config_file)) if args.config_file else {}
+        flags = {k: getattr(args, k) for k in ("data_root", "hosts", "registry_mirrors", "insecure_registries",
+                                                "max_concurrent_downloads", "max_concurrent_uploads",
+                                                "log_level", "allow_nonloopback")}
+        settings = config.build(file_values, flags)
+        level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(settings.log_level, settings.log_level.upper())
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for h in settings.effective_hosts():
+            _check_host(h, settings.allow_nonloopback)
+        asyncio.run(_serve(settings))
+    except DockerRemoteError as exc:
+        print(f"dockerremote: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"dockerremote: {exc}", file=sys.stderr)
+        return 1
+    return 0

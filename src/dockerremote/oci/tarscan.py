@@ -1,0 +1,222 @@
+"""A push-fed tar reader: member headers and data, chunk by chunk, never the whole archive.
+
+Used two ways: to measure a layer (content size as dockerd reports it) while its bytes
+stream past, and to walk an outer archive (docker save / OCI layout) member by member.
+Nothing here touches the filesystem: member names are data.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import Callable
+
+BLOCK = 512
+REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"
+GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL = b"L", b"K", b"x", b"g"
+
+
+class TarError(ValueError):
+    pass
+
+
+@dataclass
+class Member:
+    name: str
+    type: bytes
+    size: int
+    linkname: str = ""
+    mode: int = 0
+
+    @property
+    def is_file(self) -> bool:
+        return self.type in (REG, AREG, CONT)
+
+
+def _octal(field_: bytes) -> int:
+    if field_ and field_[0] & 0x80:  # base-256 (GNU) for large values
+        n = field_[0] & 0x3F
+        for b in field_[1:]:
+            n = (n << 8) | b
+        return n
+    s = field_.rstrip(b"\0 ").strip()
+    if not s:
+        return 0
+    try:
+        return int(s, 8)
+    except ValueError as exc:
+        raise TarError("archive/tar: invalid tar header") from exc
+
+
+def _cstr(field_: bytes) -> str:
+    return field_.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _parse_pax(data: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data):
+        sp = data.find(b" ", pos)
+        if sp < 0:
+            break
+        length = int(data[pos:sp])
+        record = data[sp + 1: pos + length - 1]
+        k, _, v = record.partition(b"=")
+        out[k.decode()] = v.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = _octal(header[148:156])
+    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
+    return stored == unsigned
+
+
+@dataclass
+class TarReader:
+    """Feed bytes; get `on_member(member)` then `on_data(member, chunk)` calls in order."""
+
+    on_member: Callable[[Member], None] | None = None
+    on_data: Callable[[Member, bytes], None] | None = None
+    _buf: bytearray = field(default_factory=bytearray)
+    _remaining: int = 0  # data bytes left in the current member
+    _padding: int = 0
+    _current: Member | None = None
+    _meta_kind: bytes | None = None
+    _meta: bytearray = field(default_factory=bytearray)
+    _pax: dict[str, str] = field(default_factory=dict)
+    _long_name: str | None = None
+    _long_link: str | None = None
+    _ended: bool = False
+
+    def feed(self, data: bytes) -> None:
+        mv = memoryview(data)
+        while mv:
+            if self._ended:
+                return  # trailing bytes after the end blocks are ignored, as Go's reader does
+            if self._remaining:
+                take = min(self._remaining, len(mv))
+                chunk = mv[:take]
+                self._remaining -= take
+                mv = mv[take:]
+                if self._meta_kind is not None:
+                    self._meta += chunk
+                    if not self._remaining:
+                        self._finish_meta()
+                elif self.on_data is not None and self._current is not None:
+                    self.on_data(self._current, bytes(chunk))
+                continue
+            if self._padding:
+                take = min(self._padding, len(mv))
+                self._padding -= take
+                mv = mv[take:]
+                continue
+            need = BLOCK - len(self._buf)
+            self._buf += mv[:need]
+            mv = mv[need:]
+            if len(self._buf) == BLOCK:
+                header = bytes(self._buf)
+                self._buf.clear()
+                self._header(header)
+
+    def finish(self) -> None:
+        if self._remaining or self._padding or self._buf:
+            raise TarError("unexpected EOF")
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def _header(self, header: bytes) -> None:
+        if header == b"\0" * BLOCK:
+            self._ended = True
+            return
+        if not _checksum_ok(header):
+            raise TarError("archive/tar: invalid tar header")
+        typ = header[156:157]
+        size = _octal(header[124:136])
+        if typ in (GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL):
+            self._meta_kind = typ
+            self._meta.clear()
+            self._remaining = size
+            self._padding = (-size) % BLOCK
+            if size == 0:
+                self._finish_meta()
+            return
+        name = _cstr(header[0:100])
+        if header[257:262] == b"ustar":
+            prefix = _cstr(header[345:500])
+            if prefix:
+                name = prefix + "/" + name
+        linkname = _cstr(header[157:257])
+        if self._long_name is not None:
+            name = self._long_name
+        if self._long_link is not None:
+            linkname = self._long_link
+        if "path" in self._pax:
+            name = self._pax["path"]
+        if "linkpath" in self._pax:
+            linkname = self._pax["linkpath"]
+        if "size" in self._pax:
+            size = int(self._pax["size"])
+        self._pax, self._long_name, self._long_link = {}, None, None
+        if typ in (LNK, SYM, CHR, BLK, DIR, FIFO):
+            size = 0 if typ != LNK else size
+        member = Member(name, typ, size, linkname, _octal(header[100:108]))
+        self._current = member
+        self._remaining = size
+        self._padding = (-size) % BLOCK
+        if self.on_member is not None:
+            self.on_member(member)
+
+    def _finish_meta(self) -> None:
+        data, kind = bytes(self._meta), self._meta_kind
+        self._meta_kind = None
+        if kind == GNU_LONGNAME:
+            self._long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif kind == GNU_LONGLINK:
+            self._long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif kind == PAX:
+            self._pax = _parse_pax(data)
+
+
+def _check_inside(path: str, name: str, hardlink: bool = False) -> None:
+    """A member (or hard-link target) must stay inside the layer root, as dockerd requires."""
+    cleaned = posixpath.normpath(posixpath.join("/root", path))
+    if cleaned != "/root" and not cleaned.startswith("/root/"):
+        if hardlink:
+            raise TarError(f"invalid hardlink \"{name}\" -> \"{path}\"")
+        raise TarError(f"\"{name}\" is outside of the layer root")
+
+
+class LayerMeter:
+    """Measures a layer tar as it streams: dockerd's content size, with no unpacking.
+
+    Size = regular-file bytes + symlink target lengths; hard links, dirs, devices and
+    whiteouts add nothing (a hard link is counted once, at its first name).
+    """
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.members = 0
+        self._reader = TarReader(on_member=self._member)
+
+    def _member(self, m: Member) -> None:
+        self.members += 1
+        _check_inside(m.name, m.name)
+        if m.type == LNK:
+            _check_inside(m.linkname, m.name, hardlink=True)
+        base = m.name.rstrip("/").rsplit("/", 1)[-1]
+        if base.startswith(".wh."):
+            return
+        if m.is_file:
+            self.size += m.size
+        elif m.type == SYM:
+            self.size += len(m.linkname.encode("utf-8", "surrogateescape"))
+
+    def feed(self, data: bytes) -> None:
+        self._reader.feed(data)
+
+    def finish(self) -> None:
+        self._reader.finish()

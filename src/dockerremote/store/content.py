@@ -1,0 +1,119 @@
+"""Content-addressable blobs: blobs/sha256/<hex>, entered only through a verified commit.
+
+A writer streams into ingest/<random>, hashing as it goes; commit() checks the expected
+size and digest, fsyncs, renames into place atomically and fsyncs the folder. Partial data
+is never visible under a digest; leftovers in ingest/ are swept at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from dockerremote.errors import DigestMismatch
+from dockerremote.oci.digest import hex_of, is_sha256_digest
+
+
+class BlobWriter:
+    def __init__(self, store: "ContentStore") -> None:
+        self._store = store
+        self.path = store.ingest_dir / secrets.token_hex(16)
+        self._f = open(self.path, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._f.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+    def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
+        """Verify and publish the blob; return its digest. Raises DigestMismatch."""
+        digest = self.digest
+        try:
+            if expected_size is not None and expected_size != self.size:
+                raise DigestMismatch(f"size mismatch: expected {expected_size}, got {self.size}")
+            if expected_digest is not None and expected_digest != digest:
+                raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {digest}")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+            target = self._store.path(digest)
+            if target.exists():
+                self.path.unlink()
+            else:
+                os.rename(self.path, target)
+                self._store.fsync_dir()
+            self._done = True
+            return digest
+        finally:
+            if not self._done:
+                self.abort()
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._f.close()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+class ContentStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.ingest_dir = root / "ingest"
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.ingest_dir, ignore_errors=True)  # unfinished ingests of a dead daemon
+        self.ingest_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        if not is_sha256_digest(digest):
+            raise ValueError(f"not a sha256 digest: {digest!r}")
+        return self.blob_dir / hex_of(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).exists()
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def read(self, digest: str) -> bytes:
+        return self.path(digest).read_bytes()
+
+    def writer(self) -> BlobWriter:
+        return BlobWriter(self)
+
+    def put(self, data: bytes) -> str:
+        with self.writer() as w:
+            w.write(data)
+            return w.commit()
+
+    def delete(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)
+
+    def all_digests(self) -> set[str]:
+        return {"sha256:" + p.name for p in self.blob_dir.iterdir() if len(p.name) == 64}
+
+    def fsync_dir(self) -> None:
+        fd = os.open(self.blob_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

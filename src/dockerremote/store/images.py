@@ -1,0 +1,266 @@
+"""The image service over the store: commit, look up, tag, untag, delete, prune, collect.
+
+Everything here speaks plain values and typed errors; the api layer shapes them into
+Docker's JSON. Rules follow dockerd 20.10's image service (daemon/images) where they
+are observable by a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from dockerremote import reference
+from dockerremote.errors import Conflict, ImageNotFound, InvalidArgument, NotFound
+from dockerremote.oci.config import ConfigSummary, summarize
+from dockerremote.oci.digest import chain_ids, short_id
+from dockerremote.reference import Reference
+from dockerremote.store.content import ContentStore
+from dockerremote.store.index import ImageRecord, Index, LayerRecord
+
+
+@functools.lru_cache(maxsize=65536)
+def stored_ref(name: str) -> Reference:
+    """Parse a ref string the index wrote (always fully qualified and valid)."""
+    return reference.parse(name)
+
+
+@dataclass
+class DeleteRecord:
+    untagged: str | None = None
+    deleted: str | None = None
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.content = ContentStore(root)
+        self.index = Index(root / "index.db")
+        self._leases: Counter[str] = Counter()
+        self._lease_lock = threading.Lock()
+        self.prune_lock = threading.Lock()
+        self.collect_garbage()  # orphans of a daemon killed between blob and index commits
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- leases: blobs an operation in flight still needs are never collected -------------
+
+    @contextlib.contextmanager
+    def lease(self, digests: list[str]) -> Iterator[None]:
+        with self._lease_lock:
+            self._leases.update(digests)
+        try:
+            yield
+        finally:
+            with self._lease_lock:
+                self._leases.subtract(digests)
+                self._leases = +self._leases
+            self.collect_garbage(digests)  # what the operation left unused
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def commit_image(self, config_bytes: bytes, layers: list[LayerRecord],
+                     summary: ConfigSummary | None = None) -> ImageRecord:
+        """Register an image whose config and layer blobs are already committed blobs."""
+        summary = summary or summarize(config_bytes)
+        config_digest = self.content.put(config_bytes)
+        image = ImageRecord(
+            id=config_digest, created=summary.created, created_unix=summary.created_unix,
+            labels=summary.labels, layers=[lay.blob_digest for lay in layers],
+            diff_ids=[lay.diff_id for lay in layers], size=sum(lay.size for lay in layers),
+            os=summary.os, architecture=summary.architecture)
+        return self.index.add_image(image, layers)
+
+    def set_tag(self, ref: Reference, image_id: str, tag_time: str | None = None) -> str | None:
+        """Point ref at image_id; return the image it moved from, if any."""
+        moved = self.index.set_refs([str(ref)], image_id, tag_time)
+        return moved.get(str(ref))
+
+    # -- look-ups --------------------------------------------------------------------------
+
+    def config_bytes(self, image: ImageRecord) -> bytes:
+        try:
+            return self.content.read(image.id)
+        except FileNotFoundError:
+            raise ImageNotFound(image.id) from None
+
+    def get(self, image_id: str) -> ImageRecord | None:
+        return self.index.images.get(image_id)
+
+    def resolve(self, name: str) -> ImageRecord:
+        """Find an image by ID, digest, reference or unique ID prefix (dockerd's order)."""
+        img, _ = self.resolve_with_ref(name)
+        return img
+
+    def resolve_with_ref(self, name: str) -> tuple[ImageRecord, Reference | None]:
+        """Like resolve; also the stored reference that matched, when the name was one."""
+        images = self.index.images
+        with self.index.lock:
+            if reference.is_image_id(name):
+                img = images.get("sha256:" + name)
+                if img is None:
+                    raise ImageNotFound(name)
+                return img, None
+            if name.startswith("sha256:") and len(name) == 71:
+                img = images.get(name)
+                if img is None:
+                    raise ImageNotFound(name)
+                return img, None
+            try:
+                ref = reference.parse(name)
+            except InvalidArgument:
+                img = self._by_prefix(name)
+                if img is not None:
+                    return img, None
+                raise
+            ref = ref.tagged_or_latest() if ref.digest is None else ref
+            image_id = self.index.refs.get(str(ref))
+            if image_id is not None:
+                return images[image_id], ref
+            img = self._by_prefix(name)
+            if img is not None:
+                return img, None
+            raise ImageNotFound(ref.familiar)
+
+    def _by_prefix(self, name: str) -> ImageRecord | None:
+        prefix = name[len("sha256:"):] if name.startswith("sha256:") else name
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            return None
+        found = [i for i in self.index.images if i[7:].startswith(prefix)]
+        return self.index.images[found[0]] if len(found) == 1 else None
+
+    def refs_of(self, image: ImageRecord) -> list[Reference]:
+        return sorted((stored_ref(n) for n in image.refs), key=str)
+
+    def repository_refs(self, repo: Reference) -> list[tuple[Reference, str]]:
+        """Every (ref, image id) stored under the repository of `repo`."""
+        prefix = repo.name
+        with self.index.lock:
+            return sorted(((stored_ref(n), i) for n, i in self.index.refs.items()
+                           if n.startswith(prefix) and n[len(prefix)] in ":@"), key=lambda t: str(t[0]))
+
+    def layer_records(self, image: ImageRecord) -> list[LayerRecord]:
+        return [self.index.layers[d] for d in image.layers]
+
+    # -- delete and prune ------------------------------------------------------------------
+
+    def delete(self, name: str, force: bool = False) -> list[DeleteRecord]:
+        if not name.strip():
+            raise InvalidArgument("image name cannot be blank")
+        with self.index.lock:
+            img, ref = self.resolve_with_ref(name)
+            records: list[DeleteRecord] = []
+            if ref is not None and not self._is_id_prefix(img, name):
+                self.index.remove_refs([str(ref)])
+                records.append(DeleteRecord(untagged=ref.familiar))
+                remaining = self.refs_of(img)
+                if ref.digest is None and not any(r.tag and r.name == ref.name for r in remaining):
+                    digests = [r for r in remaining if r.digest and r.name == ref.name]
+                    self.index.remove_refs([str(r) for r in digests])
+                    records += [DeleteRecord(untagged=r.familiar) for r in digests]
+                if img.refs:
+                    return records
+            else:
+                refs = self.refs_of(img)
+                if not force and len(refs) > 0 and not _single_reference(refs):
+                    raise Conflict(f"conflict: unable to delete {short_id(img.id)} (must be forced) "
+                                   "- image is referenced in multiple repositories")
+                self.index.remove_refs([str(r) for r in refs])
+                records += [DeleteRecord(untagged=r.familiar) for r in refs]
+            records += self._delete_image(img)
+            return records
+
+    @staticmethod
+    def _is_id_prefix(img: ImageRecord, name: str) -> bool:
+        return img.id.startswith(name) or img.id[7:].startswith(name)
+
+    def _delete_image(self, img: ImageRecord) -> list[DeleteRecord]:
+        """Remove an image with no refs left; report it and the layers (chain IDs) freed."""
+        self.index.remove_image(img.id)
+        freed = [c for c in reversed(chain_ids(img.diff_ids)) if not self.index.chain_users[c]]
+        self.collect_garbage([img.id, *img.layers])
+        return [DeleteRecord(deleted=img.id)] + [DeleteRecord(deleted=c) for c in dict.fromkeys(freed)]
+
+    def freed_size(self, img: ImageRecord, chain_id: str) -> int:
+        """Content size of the layer whose chain ID is `chain_id` in `img`."""
+        for c, blob in zip(chain_ids(img.diff_ids), img.layers):
+            if c == chain_id:
+                layer = self.index.layers.get(blob)
+                return layer.size if layer else 0
+        return 0
+
+    def prune(self, dangling_only: bool, keep: Callable[[ImageRecord], bool]) -> tuple[list[DeleteRecord], int]:
+        """Delete unused images (untagged ones when dangling_only); `keep` spares some."""
+        if not self.prune_lock.acquire(blocking=False):
+            raise Conflict("a prune operation is already running")
+        try:
+            records: list[DeleteRecord] = []
+            reclaimed = 0
+            with self.index.lock:
+                candidates = [i for i in list(self.index.images.values()) if not keep(i)]
+                for img in candidates:
+                    if img.id not in self.index.images:
+                        continue
+                    layers_before = {c: s for c, s in self._chain_sizes(img)}
+                    refs = self.refs_of(img)
+                    if refs:
+                        if dangling_only and any(r.tag for r in refs):
+                            continue
+                        out: list[DeleteRecord] = []
+                        for r in refs:
+                            with contextlib.suppress(NotFound, Conflict):
+                                out += self.delete(str(r))
+                    else:
+                        out = self.delete(img.id[7:])
+                    records += out
+                    reclaimed += sum(layers_before.get(r.deleted, 0) for r in out if r.deleted)
+            return records, reclaimed
+        finally:
+            self.prune_lock.release()
+
+    def _chain_sizes(self, img: ImageRecord) -> list[tuple[str, int]]:
+        return [(c, self.index.layers[b].size if b in self.index.layers else 0)
+                for c, b in zip(chain_ids(img.diff_ids), img.layers)]
+
+    # -- garbage collection ----------------------------------------------------------------
+
+    def collect_garbage(self, candidates: list[str] | None = None) -> None:
+        """Sweep blobs and layer rows no image uses and no lease holds.
+
+        With candidates, only those are considered (after a delete); without, every blob
+        on disk is (at start, to clear what a killed daemon left behind).
+        """
+        with self.index.lock, self._lease_lock:
+            pool = set(candidates) if candidates is not None else (
+                self.content.all_digests() | set(self.index.layers))
+            dead = [d for d in pool if not self.index.blob_users[d] and not self._leases[d]]
+            dead_layers = [d for d in dead if d in self.index.layers]
+            if dead_layers:
+                self.index.remove_layers(dead_layers)
+            for digest in dead:
+                self.content.delete(digest)
+
+
+def _single_reference(refs: list[Reference]) -> bool:
+    """dockerd's isSingleReference: at most one tag, and digests only in its repository."""
+    if len(refs) <= 1:
+        return len(refs) == 1
+    single: Reference | None = None
+    canonical: set[str] = set()
+    for r in refs:
+        if r.digest:
+            canonical.add(r.name)
+        elif single is None:
+            single = r
+        else:
+            return False
+    if single is None:
+        single = refs[0]
+    return len(canonical) == 1 and single.name in canonical

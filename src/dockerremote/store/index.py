@@ -1,0 +1,204 @@
+"""The SQLite index of images, layers and references, mirrored in memory.
+
+SQLite is the durable truth; the in-memory maps are a copy of what was committed, updated
+only after each transaction commits, so a listing never touches the disk. All writes go
+through one connection under one lock. A daemon killed mid-write loses at most the
+transaction in flight: SQLite's journal makes each change all or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockerremote.oci.digest import chain_ids
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS layers (
+    blob_digest TEXT PRIMARY KEY,
+    diff_id     TEXT NOT NULL,
+    compression TEXT NOT NULL,
+    size        INTEGER NOT NULL,   -- content size as dockerd reports it
+    blob_size   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id            TEXT PRIMARY KEY,  -- sha256 of the config blob
+    created       TEXT NOT NULL,
+    created_unix  INTEGER NOT NULL,
+    labels        TEXT,
+    layers        TEXT NOT NULL,     -- JSON list of layer blob digests, bottom first
+    diff_ids      TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    os            TEXT NOT NULL,
+    architecture  TEXT NOT NULL,
+    last_tag_time TEXT,
+    seq           INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refs (
+    name     TEXT PRIMARY KEY,       -- fully qualified: docker.io/library/x:1 or ...@sha256:...
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+"""
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    blob_digest: str
+    diff_id: str
+    compression: str
+    size: int
+    blob_size: int
+
+
+@dataclass
+class ImageRecord:
+    id: str
+    created: str
+    created_unix: int
+    labels: dict[str, str] | None
+    layers: list[str]
+    diff_ids: list[str]
+    size: int
+    os: str
+    architecture: str
+    last_tag_time: str | None = None
+    seq: int = 0
+    refs: set[str] = field(default_factory=set)  # derived from the refs table
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        self.lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self.images: dict[str, ImageRecord] = {}
+        self.layers: dict[str, LayerRecord] = {}
+        self.refs: dict[str, str] = {}
+        # How many images use each blob and each layer chain: derived, kept for O(1) GC checks.
+        self.blob_users: Counter[str] = Counter()
+        self.chain_users: Counter[str] = Counter()
+        self._seq = 0
+        self._load()
+
+    def _count(self, image: ImageRecord, delta: int) -> None:
+        self.blob_users.update({d: delta for d in [image.id, *image.layers]})
+        self.chain_users.update({c: delta for c in chain_ids(image.diff_ids)})
+        for counter in (self.blob_users, self.chain_users):
+            for k in [k for k in [image.id, *image.layers, *chain_ids(image.diff_ids)] if counter.get(k) == 0]:
+                del counter[k]
+
+    def _load(self) -> None:
+        for row in self._db.execute("SELECT * FROM layers"):
+            self.layers[row[0]] = LayerRecord(*row)
+        for row in self._db.execute(
+                "SELECT id, created, created_unix, labels, layers, diff_ids, size, os, "
+                "architecture, last_tag_time, seq FROM images"):
+            img = ImageRecord(row[0], row[1], row[2], json.loads(row[3]) if row[3] is not None else None,
+                              json.loads(row[4]), json.loads(row[5]), row[6], row[7], row[8],
+                              row[9], row[10])
+            self.images[img.id] = img
+            self._count(img, 1)
+            self._seq = max(self._seq, img.seq)
+        for name, image_id in self._db.execute("SELECT name, image_id FROM refs"):
+            self.refs[name] = image_id
+            self.images[image_id].refs.add(name)
+
+    def close(self) -> None:
+        with self.lock:
+            self._db.close()
+
+    # -- writes: each one transaction, memory updated after COMMIT -------------------------
+
+    def add_image(self, image: ImageRecord, layers: list[LayerRecord]) -> ImageRecord:
+        """Insert an image (and its layer rows) unless its ID is already present."""
+        with self.lock:
+            if image.id in self.images:
+                return self.images[image.id]
+            self._seq += 1
+            image.seq = self._seq
+            new_layers = [lay for lay in layers if lay.blob_digest not in self.layers]
+            with self._tx():
+                self._db.executemany("INSERT INTO layers VALUES (?,?,?,?,?)",
+                                     [(lay.blob_digest, lay.diff_id, lay.compression, lay.size,
+                                       lay.blob_size) for lay in new_layers])
+                self._db.execute(
+                    "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (image.id, image.created, image.created_unix,
+                     json.dumps(image.labels) if image.labels is not None else None, json.dumps(image.layers),
+                     json.dumps(image.diff_ids), image.size, image.os, image.architecture,
+                     image.last_tag_time, image.seq))
+            for lay in new_layers:
+                self.layers[lay.blob_digest] = lay
+            image.refs = set()
+            self.images[image.id] = image
+            self._count(image, 1)
+            return image
+
+    def set_refs(self, names: list[str], image_id: str, tag_time: str | None = None) -> dict[str, str]:
+        """Point each ref at image_id; return {name: previous image id} for moved refs."""
+        with self.lock:
+            moved = {n: self.refs[n] for n in names if n in self.refs and self.refs[n] != image_id}
+            with self._tx():
+                self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?)",
+                                     [(n, image_id) for n in names])
+                if tag_time is not None:
+                    self._db.execute("UPDATE images SET last_tag_time=? WHERE id=?",
+                                     (tag_time, image_id))
+            for n in names:
+                old = self.refs.get(n)
+                if old is not None and old in self.images:
+                    self.images[old].refs.discard(n)
+                self.refs[n] = image_id
+                self.images[image_id].refs.add(n)
+            if tag_time is not None:
+                self.images[image_id].last_tag_time = tag_time
+            return moved
+
+    def remove_refs(self, names: list[str]) -> None:
+        with self.lock:
+            with self._tx():
+                self._db.executemany("DELETE FROM refs WHERE name=?", [(n,) for n in names])
+            for n in names:
+                image_id = self.refs.pop(n, None)
+                if image_id in self.images:
+                    self.images[image_id].refs.discard(n)
+
+    def remove_image(self, image_id: str) -> None:
+        """Delete an image row and its refs (layers are collected separately)."""
+        with self.lock:
+            with self._tx():
+                self._db.execute("DELETE FROM refs WHERE image_id=?", (image_id,))
+                self._db.execute("DELETE FROM images WHERE id=?", (image_id,))
+            img = self.images.pop(image_id)
+            self._count(img, -1)
+            for n in img.refs:
+                self.refs.pop(n, None)
+
+    def remove_layers(self, blob_digests: list[str]) -> None:
+        with self.lock:
+            with self._tx():
+                self._db.executemany("DELETE FROM layers WHERE blob_digest=?",
+                                     [(d,) for d in blob_digests])
+            for d in blob_digests:
+                self.layers.pop(d, None)
+
+    def _tx(self):  # type: ignore[no-untyped-def]
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,1 @@
+"""Pipelines that move bytes between archives (later registries) and the store."""
