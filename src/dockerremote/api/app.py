@@ -83,12 +83,11 @@ def _common_headers(resp: web.StreamResponse, version: str) -> None:
 
 
 def make_app(store: ImageStore, settings: Settings) -> web.Application:
-    from dockerremote.api.routes import create, images, system
+    from dockerremote.api.routes import archive, create, images, system
 
     router = Router()
-    system.register(router)
-    create.register(router)
-    images.register(router)
+    for module in (system, create, archive, images):  # archive's /images/get before images/{name}
+        module.register(router)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         if request.get("routed"):
