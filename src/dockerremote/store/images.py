@@ -67,16 +67,23 @@ class ImageStore:
     # -- commit ----------------------------------------------------------------------------
 
     def commit_image(self, config_bytes: bytes, layers: list[LayerRecord],
-                     summary: ConfigSummary | None = None) -> ImageRecord:
-        """Register an image whose config and layer blobs are already committed blobs."""
+                     summary: ConfigSummary | None = None, refs: list[Reference] | None = None,
+                     tag_time: str | None = None) -> tuple[ImageRecord, dict[str, str]]:
+        """Register an image whose layer blobs are committed, with its refs, atomically.
+
+        Returns the image and {ref: previous image id} for refs that moved to it.
+        """
         summary = summary or summarize(config_bytes)
+        if summary.diff_ids and summary.diff_ids != [lay.diff_id for lay in layers]:
+            raise InvalidArgument("layer DiffIDs do not match the image config")
         config_digest = self.content.put(config_bytes)
         image = ImageRecord(
             id=config_digest, created=summary.created, created_unix=summary.created_unix,
             labels=summary.labels, layers=[lay.blob_digest for lay in layers],
             diff_ids=[lay.diff_id for lay in layers], size=sum(lay.size for lay in layers),
             os=summary.os, architecture=summary.architecture)
-        return self.index.add_image(image, layers)
+        with self.lease([config_digest]):  # not collectable between the blob and the index row
+            return self.index.add_image(image, layers, [str(r) for r in refs or []], tag_time)
 
     def set_tag(self, ref: Reference, image_id: str, tag_time: str | None = None) -> str | None:
         """Point ref at image_id; return the image it moved from, if any."""

@@ -116,50 +116,68 @@ class Index:
 
     # -- writes: each one transaction, memory updated after COMMIT -------------------------
 
-    def add_image(self, image: ImageRecord, layers: list[LayerRecord]) -> ImageRecord:
-        """Insert an image (and its layer rows) unless its ID is already present."""
+    def add_image(self, image: ImageRecord, layers: list[LayerRecord], refs: list[str] | None = None,
+                  tag_time: str | None = None) -> tuple[ImageRecord, dict[str, str]]:
+        """Insert an image (unless present), its layer rows and refs in ONE transaction.
+
+        Returns the stored image and {ref: previous image id} for refs that moved.
+        A crash cannot leave an image without the tags it was committed with.
+        """
+        refs = refs or []
         with self.lock:
-            if image.id in self.images:
-                return self.images[image.id]
-            self._seq += 1
-            image.seq = self._seq
+            existing = self.images.get(image.id)
+            moved = {n: self.refs[n] for n in refs if n in self.refs and self.refs[n] != image.id}
             new_layers = [lay for lay in layers if lay.blob_digest not in self.layers]
+            if existing is None:
+                self._seq += 1
+                image.seq = self._seq
             with self._tx():
-                self._db.executemany("INSERT INTO layers VALUES (?,?,?,?,?)",
-                                     [(lay.blob_digest, lay.diff_id, lay.compression, lay.size,
-                                       lay.blob_size) for lay in new_layers])
-                self._db.execute(
-                    "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (image.id, image.created, image.created_unix,
-                     json.dumps(image.labels) if image.labels is not None else None, json.dumps(image.layers),
-                     json.dumps(image.diff_ids), image.size, image.os, image.architecture,
-                     image.last_tag_time, image.seq))
-            for lay in new_layers:
-                self.layers[lay.blob_digest] = lay
-            image.refs = set()
-            self.images[image.id] = image
-            self._count(image, 1)
-            return image
+                if existing is None:
+                    self._db.executemany("INSERT INTO layers VALUES (?,?,?,?,?)",
+                                         [(lay.blob_digest, lay.diff_id, lay.compression, lay.size,
+                                           lay.blob_size) for lay in new_layers])
+                    self._db.execute(
+                        "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (image.id, image.created, image.created_unix,
+                         json.dumps(image.labels) if image.labels is not None else None,
+                         json.dumps(image.layers), json.dumps(image.diff_ids), image.size, image.os,
+                         image.architecture, tag_time if refs else None, image.seq))
+                self._write_refs(refs, image.id, tag_time)
+            if existing is None:
+                for lay in new_layers:
+                    self.layers[lay.blob_digest] = lay
+                image.refs = set()
+                self.images[image.id] = image
+                self._count(image, 1)
+            stored = self.images[image.id]
+            self._apply_refs(refs, image.id, tag_time)
+            return stored, moved
 
     def set_refs(self, names: list[str], image_id: str, tag_time: str | None = None) -> dict[str, str]:
         """Point each ref at image_id; return {name: previous image id} for moved refs."""
         with self.lock:
+            if image_id not in self.images:
+                raise KeyError(image_id)
             moved = {n: self.refs[n] for n in names if n in self.refs and self.refs[n] != image_id}
             with self._tx():
-                self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?)",
-                                     [(n, image_id) for n in names])
-                if tag_time is not None:
-                    self._db.execute("UPDATE images SET last_tag_time=? WHERE id=?",
-                                     (tag_time, image_id))
-            for n in names:
-                old = self.refs.get(n)
-                if old is not None and old in self.images:
-                    self.images[old].refs.discard(n)
-                self.refs[n] = image_id
-                self.images[image_id].refs.add(n)
-            if tag_time is not None:
-                self.images[image_id].last_tag_time = tag_time
+                self._write_refs(names, image_id, tag_time)
+            self._apply_refs(names, image_id, tag_time)
             return moved
+
+    def _write_refs(self, names: list[str], image_id: str, tag_time: str | None) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO refs VALUES (?,?)", [(n, image_id) for n in names])
+        if tag_time is not None and names:
+            self._db.execute("UPDATE images SET last_tag_time=? WHERE id=?", (tag_time, image_id))
+
+    def _apply_refs(self, names: list[str], image_id: str, tag_time: str | None) -> None:
+        for n in names:
+            old = self.refs.get(n)
+            if old is not None and old in self.images:
+                self.images[old].refs.discard(n)
+            self.refs[n] = image_id
+            self.images[image_id].refs.add(n)
+        if tag_time is not None and names:
+            self.images[image_id].last_tag_time = tag_time
 
     def remove_refs(self, names: list[str]) -> None:
         with self.lock:

@@ -59,9 +59,8 @@ async def import_image(store: ImageStore, req: ImportRequest, source: AsyncItera
 
     def commit() -> ImageRecord:
         with store.lease([layer.blob_digest]):
-            image = store.commit_image(config, [layer])
-            if req.ref is not None:
-                store.set_tag(req.ref, image.id, created)
+            refs = [req.ref] if req.ref is not None else []
+            image, _ = store.commit_image(config, [layer], refs=refs, tag_time=created if refs else None)
             return image
 
     return await asyncio.to_thread(commit)
