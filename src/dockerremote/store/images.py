@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 from dockerremote import reference
 from dockerremote.errors import Conflict, ImageNotFound, InvalidArgument, NotFound
 from dockerremote.oci.config import ConfigSummary, summarize
-from dockerremote.oci.digest import chain_ids, short_id
+from dockerremote.oci.digest import chain_ids, sha256_digest, short_id
 from dockerremote.reference import Reference
 from dockerremote.store.content import ContentStore
 from dockerremote.store.index import ImageRecord, Index, LayerRecord
@@ -76,13 +76,14 @@ class ImageStore:
         summary = summary or summarize(config_bytes)
         if summary.diff_ids and summary.diff_ids != [lay.diff_id for lay in layers]:
             raise InvalidArgument("layer DiffIDs do not match the image config")
-        config_digest = self.content.put(config_bytes)
+        config_digest = sha256_digest(config_bytes)
         image = ImageRecord(
             id=config_digest, created=summary.created, created_unix=summary.created_unix,
             labels=summary.labels, layers=[lay.blob_digest for lay in layers],
             diff_ids=[lay.diff_id for lay in layers], size=sum(lay.size for lay in layers),
             os=summary.os, architecture=summary.architecture)
         with self.lease([config_digest]):  # not collectable between the blob and the index row
+            self.content.put(config_bytes)
             return self.index.add_image(image, layers, [str(r) for r in refs or []], tag_time)
 
     def set_tag(self, ref: Reference, image_id: str, tag_time: str | None = None) -> str | None:
