@@ -68,6 +68,8 @@ class ImageRecord:
     last_tag_time: str | None = None
     seq: int = 0
     refs: set[str] = field(default_factory=set)  # derived from the refs table
+    # Views derived from this record (e.g. its JSON in a listing), dropped whenever it changes.
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Index:
@@ -174,8 +176,10 @@ class Index:
             old = self.refs.get(n)
             if old is not None and old in self.images:
                 self.images[old].refs.discard(n)
+                self.images[old].cache.clear()
             self.refs[n] = image_id
             self.images[image_id].refs.add(n)
+        self.images[image_id].cache.clear()
         if tag_time is not None and names:
             self.images[image_id].last_tag_time = tag_time
 
@@ -187,6 +191,7 @@ class Index:
                 image_id = self.refs.pop(n, None)
                 if image_id in self.images:
                     self.images[image_id].refs.discard(n)
+                    self.images[image_id].cache.clear()
 
     def remove_image(self, image_id: str) -> None:
         """Delete an image row and its refs (layers are collected separately)."""
