@@ -20,6 +20,7 @@ from dockerremote.api.jsonstream import dumps
 from dockerremote.api.versions import ApiVersion
 from dockerremote.config import Settings
 from dockerremote.errors import DockerRemoteError
+from dockerremote.events import EventBus
 from dockerremote.store.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Ctx:
     params: dict[str, str]
     store: ImageStore
     settings: Settings
+    events: EventBus
 
     def query(self, name: str, default: str | None = None) -> str | None:
         return self.request.query.get(name, default)
@@ -83,10 +85,11 @@ def _common_headers(resp: web.StreamResponse, version: str) -> None:
 
 
 def make_app(store: ImageStore, settings: Settings) -> web.Application:
-    from dockerremote.api.routes import archive, create, images, system
+    from dockerremote.api.routes import archive, create, events, images, system
 
+    bus = EventBus()
     router = Router()
-    for module in (system, create, archive, images):  # archive's /images/get before images/{name}
+    for module in (system, events, create, archive, images):  # archive's /images/get before images/{name}
         module.register(router)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -109,7 +112,7 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
         handler, params = found
         try:
             version = versions.check(version_text) if version_text else versions.MAX_VERSION
-            ctx = Ctx(request, ApiVersion(version), params, store, settings)
+            ctx = Ctx(request, ApiVersion(version), params, store, settings, bus)
             return await handler(ctx)
         except DockerRemoteError as exc:
             return error_response(exc.status, exc.message)
