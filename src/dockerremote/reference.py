@@ -21,7 +21,8 @@ _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]*)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
+# distribution v2.7 (vendored by 20.10) has no bracketed IPv6 hosts: `[::1]:5000/x` is invalid there.
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
@@ -29,6 +30,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
 TAG_RE = re.compile(rf"^{_TAG}$")
 ID_RE = re.compile(r"^[a-f0-9]{64}$")
+_GO_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")  # go-digest's DigestRegexp
 _DIGEST_ALGOS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
@@ -94,16 +96,22 @@ def validate_digest(digest: str) -> None:
     if not sep or not algo or not hexpart:
         raise InvalidReference("invalid checksum digest format")
     if algo not in _DIGEST_ALGOS:
+        if not _GO_DIGEST_RE.match(digest):
+            raise InvalidReference("invalid checksum digest format")
         raise InvalidReference("unsupported digest algorithm")
-    if len(hexpart) != _DIGEST_ALGOS[algo] or not re.fullmatch(r"[a-f0-9]+", hexpart):
-        raise InvalidReference("invalid checksum digest length" if re.fullmatch(r"[a-fA-F0-9]+", hexpart)
-                               else "invalid checksum digest format")
+    # go-digest checks the length first, then the (lowercase) alphabet
+    if len(hexpart) != _DIGEST_ALGOS[algo]:
+        raise InvalidReference("invalid checksum digest length")
+    if not re.fullmatch(r"[a-f0-9]+", hexpart):
+        raise InvalidReference("invalid checksum digest format")
 
 
 def _split_domain(name: str) -> tuple[str, str]:
     i = name.find("/")
     first = name[:i] if i >= 0 else ""
-    if i == -1 or (not any(c in first for c in ".:") and first != "localhost" and first.lower() == first):
+    # 20.10's rule: an uppercase first component is not a domain (`LOCALHOST/x`, `Ab/c` are
+    # then rejected as not lowercase); later releases treat it as a hostname.
+    if i == -1 or (not any(c in first for c in ".:") and first != "localhost"):
         domain, remainder = DEFAULT_DOMAIN, name
     else:
         domain, remainder = first, name[i + 1:]
