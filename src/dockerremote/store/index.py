@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS refs (
     name     TEXT PRIMARY KEY,       -- fully qualified: docker.io/library/x:1 or ...@sha256:...
     image_id TEXT NOT NULL REFERENCES images(id)
 );
+-- Uncompressed tar size of a layer blob (what docker save writes in its tar header). A pure
+-- function of the blob's bytes, so a row can never be stale; it is tiny and outlives GC harmlessly.
+CREATE TABLE IF NOT EXISTS layer_tar_sizes (
+    blob_digest TEXT PRIMARY KEY,
+    tar_size    INTEGER NOT NULL
+);
 """
 
 
@@ -211,6 +217,18 @@ class Index:
                                      [(d,) for d in blob_digests])
             for d in blob_digests:
                 self.layers.pop(d, None)
+
+    # -- uncompressed sizes of layer blobs (filled by load, or lazily by save) -------------
+
+    def tar_size(self, blob_digest: str) -> int | None:
+        with self.lock:
+            row = self._db.execute("SELECT tar_size FROM layer_tar_sizes WHERE blob_digest=?",
+                                   (blob_digest,)).fetchone()
+        return row[0] if row else None
+
+    def set_tar_size(self, blob_digest: str, size: int) -> None:
+        with self.lock:
+            self._db.execute("INSERT OR REPLACE INTO layer_tar_sizes VALUES (?,?)", (blob_digest, size))
 
     def _tx(self):  # type: ignore[no-untyped-def]
         return _Transaction(self._db)
