@@ -32,6 +32,9 @@ _VERSION_PREFIX = re.compile(r"^/v([0-9.]+)(/.*)$")
 
 STORE_KEY = web.AppKey("store", ImageStore)
 SETTINGS_KEY = web.AppKey("settings", Settings)
+# Per-daemon objects a route module makes on first use (e.g. the registry client); each one
+# with an async close() is closed when the app shuts down.
+SERVICES_KEY = web.AppKey("services", dict)
 
 
 @dataclass
@@ -85,11 +88,11 @@ def _common_headers(resp: web.StreamResponse, version: str) -> None:
 
 
 def make_app(store: ImageStore, settings: Settings) -> web.Application:
-    from dockerremote.api.routes import archive, create, events, images, system
+    from dockerremote.api.routes import archive, create, events, images, pull, system
 
     bus = EventBus()
     router = Router()
-    for module in (system, events, create, archive, images):  # archive's /images/get before images/{name}
+    for module in (system, events, create, archive, images, pull):  # archive's /images/get before images/{name}
         module.register(router)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -125,6 +128,15 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
     app = web.Application()
     app[STORE_KEY] = store
     app[SETTINGS_KEY] = settings
+    app[SERVICES_KEY] = {}
+
+    async def close_services(app: web.Application) -> None:
+        for service in reversed(list(app[SERVICES_KEY].values())):
+            close = getattr(service, "close", None)
+            if close is not None:
+                await close()
+
+    app.on_cleanup.append(close_services)
     app.on_response_prepare.append(on_prepare)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 from typing import AsyncIterator, Callable
 
-from dockerremote.errors import DigestMismatch, InvalidArgument
+from dockerremote.errors import DigestMismatch, DockerRemoteError, InvalidArgument
 from dockerremote.oci import compression
 from dockerremote.oci.tarscan import LayerMeter, TarError
 from dockerremote.store.content import ContentStore
@@ -23,7 +23,7 @@ CHUNK = 1 << 20
 class LayerIngest:
     """Feed a layer's bytes as they come (from one thread at a time); finish() commits it."""
 
-    def __init__(self, content: ContentStore, measure: bool = True) -> None:
+    def __init__(self, content: ContentStore, measure: bool = True, expected_digest: str | None = None) -> None:
         self._writer = content.writer()
         self._head = b""
         self._kind: str | None = None
@@ -31,11 +31,35 @@ class LayerIngest:
         self._diff = hashlib.sha256()
         self._meter = LayerMeter() if measure else None
         self.uncompressed_size = 0
+        # With an expected digest the digest is the first verdict: bad bytes from a registry
+        # are reported as a digest mismatch at finish(), not as the decompressor's complaint.
+        self._expected_digest = expected_digest
+        self._data_error: DockerRemoteError | None = None
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the (compressed) bytes fed so far."""
+        return self._writer.digest
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
 
     def feed(self, data: bytes) -> None:
         if not data:
             return
         self._writer.write(data)
+        if self._data_error is not None:
+            return
+        if self._expected_digest is None:
+            self._decode(data)
+            return
+        try:
+            self._decode(data)
+        except DockerRemoteError as exc:
+            self._data_error = exc
+
+    def _decode(self, data: bytes) -> None:
         if self._kind is None:
             self._head += data
             if len(self._head) < compression.MAGIC_LEN:
@@ -68,7 +92,13 @@ class LayerIngest:
                 raise InvalidArgument(str(exc)) from exc
 
     def finish(self, expected_digest: str | None = None, expected_diff_id: str | None = None) -> LayerRecord:
+        expected_digest = expected_digest or self._expected_digest
         try:
+            if self._expected_digest is not None:
+                if self._writer.digest != expected_digest:
+                    raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {self._writer.digest}")
+                if self._data_error is not None:
+                    raise self._data_error
             if self._kind is None:
                 self._start()
                 if self._head:

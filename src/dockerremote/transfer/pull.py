@@ -1,0 +1,353 @@
+"""Pull: resolve → manifest → platform → config → layers in parallel → commit.
+
+Each layer blob is streamed once from the registry: the bytes go to a store blob writer
+while their sha256 is computed, and a streaming decompressor feeds the DiffID hash and
+the content-size meter (LayerIngest), in worker threads so network reads overlap the
+hashing. Nothing unverified is stored: a blob is committed only once its digest and its
+DiffID (from the config's rootfs.diff_ids) match. Blobs are leased from the moment the
+pull knows it needs them until the image is committed, so a concurrent delete or prune
+never removes them underneath. Layer downloads are single-flight per blob digest across
+all pulls of the daemon (transfer/scheduler.py).
+
+Messages follow dockerd 20.10 (distribution/pull_v2.go) where a client can see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+
+from dockerremote.errors import DigestMismatch, DockerRemoteError
+from dockerremote.oci import manifest as mf
+from dockerremote.oci import platform as plat
+from dockerremote.oci.config import ConfigError, ConfigSummary, summarize
+from dockerremote.oci.digest import short_id
+from dockerremote.reference import Reference
+from dockerremote.store.images import ImageStore, stored_ref
+from dockerremote.store.index import LayerRecord
+from dockerremote.transfer.ingest import LayerIngest, pump
+from dockerremote.transfer.progress import ByteMeter, Event, Kind
+from dockerremote.transfer.scheduler import Handle, Scheduler
+
+log = logging.getLogger(__name__)
+
+MAX_MANIFEST = 4 << 20
+MAX_CONFIG = 8 << 20
+
+ROOTFS_MISMATCH = "layers from manifest don't match image configuration"
+ROOTFS_INVALID = "invalid rootfs in image configuration"
+
+AsyncEmit = Callable[[Event], Awaitable[None]]
+
+
+class _Fetched(Protocol):
+    data: bytes
+    media_type: str
+    digest: str
+
+
+class Repository(Protocol):
+    """What pull needs from registry.client.Repository (see registry/interface.md)."""
+
+    async def manifest(self, tag_or_digest: str) -> _Fetched: ...
+    async def tags(self) -> list[str]: ...
+    def blob(self, digest: str, size: int | None) -> AsyncIterator[bytes]: ...
+    async def blob_bytes(self, digest: str, max_size: int) -> bytes: ...
+
+
+class Registries(Protocol):
+    def repository(self, ref: Reference, auth: Any, push: bool = False) -> Repository: ...
+
+
+class PullError(DockerRemoteError):
+    """A pull that failed for a reason of the image itself (dockerd answers 500)."""
+
+
+@dataclass
+class PullRequest:
+    ref: Reference                  # with a tag, a digest, or neither (= every tag)
+    platform: plat.Platform | None = None
+    auth: Any = None                # registry.auth.AuthConfig or None
+    raw_name: str = ""              # fromImage as given: dockerd checks the platform against it
+    meta_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Resolved:
+    """One image manifest chosen for a ref, and the digest the ref's RepoDigest records."""
+
+    manifest: mf.ImageManifest
+    top_digest: str                 # the manifest's digest, or the list's for a multi-arch ref
+
+
+class Puller:
+    """One per daemon: owns the download scheduler (the daemon-wide concurrency limit)."""
+
+    def __init__(self, store: ImageStore, registries: Registries, max_downloads: int = 3) -> None:
+        self.store = store
+        self.registries = registries
+        self.scheduler: Scheduler[LayerRecord] = Scheduler(max_downloads)
+
+    async def pull(self, req: PullRequest, emit: AsyncEmit) -> None:
+        repo = self.registries.repository(req.ref.repository(), req.auth)
+        if req.ref.tag is None and req.ref.digest is None:
+            tags = await repo.tags()
+            changed = False
+            for tag in tags:
+                changed |= await self._pull_one(repo, Reference(req.ref.domain, req.ref.path, tag), req, emit)
+            name = req.ref.familiar_name
+        else:
+            changed = await self._pull_one(repo, req.ref, req, emit)
+            name = req.ref.familiar
+        await emit(Event(Kind.STATUS, current=int(changed), text=name))
+        if req.platform is not None:
+            warning = await asyncio.to_thread(self._platform_warning, req)
+            if warning:
+                await emit(Event(Kind.WARNING, text=warning))
+
+    # -- one tag or digest -------------------------------------------------------------------
+
+    async def _pull_one(self, repo: Repository, ref: Reference, req: PullRequest, emit: AsyncEmit) -> bool:
+        """Pull one tag or digest; True when a ref was created or moved."""
+        wanted = ref.digest or ref.tag
+        assert wanted is not None
+        fetched = await repo.manifest(wanted)
+        if ref.digest is not None and fetched.digest != ref.digest:
+            raise PullError(f"manifest verification failed for digest {ref.digest}")
+        top = mf.parse(fetched.data, fetched.media_type, str(ref))
+        if isinstance(top, mf.ImageManifest):
+            mf.check_image_config(top)
+        # dockerd: the tag, or the whole reference when pulling by digest
+        await emit(Event(Kind.PULLING, id=str(ref) if ref.digest else wanted, text=ref.path))
+        resolved = await self._select(repo, top, fetched.digest, req.platform)
+        image_id = resolved.manifest.config.digest
+        layers = resolved.manifest.layers
+        async with _Lease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
+            config, records, summary = None, None, None
+            if self.store.get(image_id) is None:
+                config, summary, records = await self._fetch_image(repo, resolved.manifest, emit)
+            await emit(Event(Kind.DIGEST, text=resolved.top_digest))
+            return await asyncio.to_thread(self._commit, ref, resolved.top_digest, image_id,
+                                           config, summary, records)
+
+    async def _select(self, repo: Repository, top: mf.Manifest, top_digest: str,
+                      want: plat.Platform | None) -> _Resolved:
+        if isinstance(top, mf.ImageManifest):
+            return _Resolved(top, top_digest)  # single-arch: pulled whatever its platform (dockerd 20.10)
+        i = plat.select(want, top.platforms())
+        if i is None:
+            raise PullError(plat.no_match_message(want))
+        entry = top.manifests[i]
+        fetched = await repo.manifest(entry.digest)
+        if fetched.digest != entry.digest:
+            raise PullError(f"manifest verification failed for digest {entry.digest}")
+        inner = mf.parse(fetched.data, fetched.media_type, entry.digest)
+        if not isinstance(inner, mf.ImageManifest):
+            raise PullError("unsupported manifest format")
+        mf.check_image_config(inner)
+        return _Resolved(inner, top_digest)
+
+    # -- config and layers -------------------------------------------------------------------
+
+    async def _fetch_image(self, repo: Repository, m: mf.ImageManifest,
+                           emit: AsyncEmit) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+        try:
+            config = await repo.blob_bytes(m.config.digest, MAX_CONFIG)
+        except DockerRemoteError as exc:
+            raise PullError(f"error pulling image configuration: {exc.message}") from exc
+        summary = _summary(config)
+        if len(summary.diff_ids) != len(m.layers):
+            raise PullError(ROOTFS_MISMATCH)
+        records: list[LayerRecord | None] = [None] * len(m.layers)
+        handles: dict[str, Handle[LayerRecord]] = {}
+        try:
+            for i, desc in enumerate(m.layers):
+                stored = self._stored_layer(desc.digest)
+                if stored is not None:
+                    records[i] = stored
+                    await emit(Event(Kind.EXISTS, short_id(desc.digest)))
+                elif desc.digest not in handles:
+                    await emit(Event(Kind.QUEUED, short_id(desc.digest)))
+                    handles[desc.digest] = self.scheduler.join(
+                        desc.digest, self._downloader(repo, desc, summary.diff_ids[i]), short_id(desc.digest))
+            await self._run_layers(m, records, handles, emit)
+        finally:
+            for h in handles.values():
+                h.release()
+        done = [r for r in records if r is not None]
+        if [r.diff_id for r in done] != summary.diff_ids:
+            raise PullError(ROOTFS_MISMATCH)
+        return config, summary, done
+
+    async def _run_layers(self, m: mf.ImageManifest, records: list[LayerRecord | None],
+                          handles: dict[str, Handle[LayerRecord]], emit: AsyncEmit) -> None:
+        """Forward each download's progress; report extraction in layer order, as dockerd."""
+        watchers = {d: asyncio.create_task(self._watch(h, emit)) for d, h in handles.items()}
+        pending = set(watchers.values())
+        try:
+            for i, desc in enumerate(m.layers):
+                if records[i] is not None:
+                    continue
+                task = watchers[desc.digest]
+                while not task.done():  # but fail as soon as any layer fails
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for t in done:
+                        if t.exception() is not None:
+                            raise t.exception()  # type: ignore[misc]
+                records[i] = task.result()
+                sid = short_id(desc.digest)
+                total = records[i].blob_size  # type: ignore[union-attr]
+                await emit(Event(Kind.EXTRACTING, sid, total, total))
+                await emit(Event(Kind.LAYER_DONE, sid))
+        finally:
+            for t in watchers.values():
+                t.cancel()
+            await asyncio.gather(*watchers.values(), return_exceptions=True)
+
+    @staticmethod
+    async def _watch(handle: Handle[LayerRecord], emit: AsyncEmit) -> LayerRecord:
+        async for event in handle.watch():
+            await emit(event)
+        return await handle.result()
+
+    def _stored_layer(self, digest: str) -> LayerRecord | None:
+        """The layer if the store has it (callers hold a lease on it, so it stays)."""
+        rec = self.store.index.layers.get(digest)
+        if rec is not None and self.store.content.exists(digest):
+            return rec
+        return None
+
+    def _downloader(self, repo: Repository, desc: mf.Descriptor, diff_id: str
+                    ) -> Callable[[Callable[[Event], None]], Awaitable[LayerRecord]]:
+        async def start(publish: Callable[[Event], None]) -> LayerRecord:
+            return await self._download(repo, desc, diff_id, publish)
+        return start
+
+    async def _download(self, repo: Repository, desc: mf.Descriptor, diff_id: str,
+                        publish: Callable[[Event], None]) -> LayerRecord:
+        """Stream one blob into the store, verified; runs in the scheduler's task."""
+        sid = short_id(desc.digest)
+        stored = self._stored_layer(desc.digest)  # committed by a pull that finished meanwhile
+        if stored is not None:
+            publish(Event(Kind.DOWNLOADED, sid))
+            return stored
+        meter = ByteMeter(sid, Kind.DOWNLOADING, desc.size, publish)
+        ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
+        try:
+            await pump(_counted(repo.blob(desc.digest, desc.size or None), meter, desc), ingest.feed)
+            meter.finish()
+            publish(Event(Kind.VERIFYING, sid))
+            if ingest.digest != desc.digest:
+                raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
+            try:
+                record = await asyncio.to_thread(ingest.finish, desc.digest, diff_id)
+            except DigestMismatch as exc:
+                raise PullError(ROOTFS_MISMATCH) from exc
+            except DockerRemoteError as exc:
+                raise PullError(f"failed to register layer: {exc.message}") from exc
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(ingest.abort))
+            raise
+        publish(Event(Kind.DOWNLOADED, sid))
+        return record
+
+    # -- commit ------------------------------------------------------------------------------
+
+    def _commit(self, ref: Reference, top_digest: str, image_id: str, config: bytes | None,
+                summary: ConfigSummary | None, records: list[LayerRecord] | None) -> bool:
+        """Point the ref (and name@digest) at the image, as pullV2Tag does; True if changed."""
+        store = self.store
+        index = store.index
+        digest_ref = str(Reference(ref.domain, ref.path, None, top_digest))
+        with index.lock:
+            if ref.digest is not None:
+                wanted = str(Reference(ref.domain, ref.path, None, ref.digest))
+                if index.refs.get(wanted) == image_id:
+                    return False
+                names = [wanted]
+            else:
+                tag_ref = str(Reference(ref.domain, ref.path, ref.tag))
+                add_digest = [] if digest_ref in index.refs else [digest_ref]
+                if index.refs.get(tag_ref) == image_id:
+                    if add_digest:
+                        index.set_refs(add_digest, image_id)
+                    return False
+                names = add_digest + [tag_ref]
+            if image_id in index.images:
+                index.set_refs(names, image_id)
+                return True
+            if config is None:  # deleted since we found it complete: rebuild from leased blobs
+                config, summary, records = self._from_store(image_id)
+            assert summary is not None and records is not None
+            store.commit_image(config, records, summary, refs=[_parse_stored(n) for n in names])
+            return True
+
+    def _from_store(self, image_id: str) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+        try:
+            config = self.store.content.read(image_id)
+        except FileNotFoundError:
+            raise PullError(f"image {image_id} was deleted during the pull; pull again") from None
+        summary = _summary(config)
+        chain = [r for r in self.store.index.layers.values() if r.diff_id in summary.diff_ids]
+        by_diff = {r.diff_id: r for r in chain}
+        if any(d not in by_diff for d in summary.diff_ids):
+            raise PullError(f"image {image_id} was deleted during the pull; pull again")
+        return config, summary, [by_diff[d] for d in summary.diff_ids]
+
+    def _platform_warning(self, req: PullRequest) -> str | None:
+        """dockerd 20.10 warns when the image named by fromImage is not of the platform asked."""
+        assert req.platform is not None
+        try:
+            image = self.store.resolve(req.raw_name)
+            config = json.loads(self.store.config_bytes(image))
+        except (DockerRemoteError, ValueError):
+            return None
+        have = plat.Platform(str(config.get("os") or ""), str(config.get("architecture") or ""),
+                             str(config.get("variant") or ""))
+        if plat.matches(req.platform, have):
+            return None
+        return (f"image with reference {req.raw_name} was found but does not match the specified "
+                f"platform: wanted {req.platform}, actual: {have}")
+
+
+class _Lease:
+    """store.lease() entered and left in a thread (it takes locks and may collect garbage)."""
+
+    def __init__(self, store: ImageStore, digests: list[str]) -> None:
+        self._cm = store.lease(digests)
+
+    async def __aenter__(self) -> None:
+        await asyncio.to_thread(self._cm.__enter__)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(asyncio.to_thread(self._cm.__exit__, None, None, None))
+
+
+async def _counted(source: AsyncIterator[bytes], meter: ByteMeter, desc: mf.Descriptor) -> AsyncIterator[bytes]:
+    """Count bytes as they arrive from the network (finer progress than the hashing chunks)."""
+    n = 0
+    async for chunk in source:
+        n += len(chunk)
+        if desc.size and n > desc.size:  # a server sending more than the manifest promised
+            raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
+        meter.update(n)
+        yield chunk
+
+
+def _summary(config: bytes) -> ConfigSummary:
+    try:
+        summary = summarize(config)
+        rootfs = json.loads(config).get("rootfs")
+    except (ConfigError, ValueError) as exc:
+        raise PullError(str(exc)) from None
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
+        raise PullError(ROOTFS_INVALID)
+    return summary
+
+
+def _parse_stored(name: str) -> Reference:
+    return stored_ref(name)
+
