@@ -33,7 +33,6 @@ IMAGE_CONFIGS = (DOCKER_CONFIG, OCI_CONFIG, "application/octet-stream", "")
 _CONFIG_CLASSES = {PLUGIN_CONFIG: "plugin", "application/vnd.cncf.helm.config.v1+json": "Helm Chart",
                    "application/vnd.oci.image.layer.v1.tar": "layer"}
 
-_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _ANY_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
 
 
@@ -166,10 +165,9 @@ def _descriptor(d: Any, what: str, with_platform: bool = False) -> Descriptor:
     if not isinstance(d, dict):
         raise ManifestError(f"invalid manifest: {what} descriptor is not an object")
     digest = d.get("digest")
-    if not isinstance(digest, str) or not _ANY_DIGEST.match(digest):
-        raise ManifestError(f'could not validate {what} digest "{digest}": invalid checksum digest format')
-    if not _DIGEST.match(digest):
-        raise ManifestError(f'could not validate {what} digest "{digest}": unsupported digest algorithm')
+    problem = _digest_problem(digest)
+    if problem:
+        raise ManifestError(f'could not validate {what} digest "{digest}": {problem}')
     size = d.get("size", 0)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ManifestError(f"invalid manifest: {what} {digest} has an invalid size")
@@ -185,6 +183,23 @@ def _descriptor(d: Any, what: str, with_platform: bool = False) -> Descriptor:
         platform = _platform(d["platform"], digest)
     return Descriptor(media_type, digest, size, platform, tuple(str(u) for u in urls),
                       {str(k): str(v) for k, v in annotations.items()})
+
+
+def _digest_problem(digest: Any) -> str:
+    """go-digest's Validate, in its order (format, algorithm, length, alphabet); sha256 only,
+    since the store names blobs by sha256."""
+    if not isinstance(digest, str):
+        return "invalid checksum digest format"
+    algo, sep, hexpart = digest.partition(":")
+    if not sep or not algo or not hexpart:
+        return "invalid checksum digest format"
+    if algo != "sha256":
+        return "invalid checksum digest format" if not _ANY_DIGEST.match(digest) else "unsupported digest algorithm"
+    if len(hexpart) != 64:
+        return "invalid checksum digest length"
+    if not re.fullmatch(r"[a-f0-9]+", hexpart):
+        return "invalid checksum digest format"
+    return ""
 
 
 def _platform(p: Any, digest: str) -> Platform:
