@@ -2,8 +2,110 @@
 
 from __future__ import annotations
 
-from dockerremote.api.app import Router
+import asyncio
+import logging
+
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from dockerremote.api.app import Ctx, Router
+from dockerremote.api.jsonstream import JsonStream
+from dockerremote.api.progress import progress_message
+from dockerremote.api.routes.system import host_arch
+from dockerremote.errors import DockerRemoteError
+from dockerremote.oci.digest import short_id
+from dockerremote.transfer.archive import SaveAborted, plan_save, write_archive
+from dockerremote.transfer.loader import LoadError, load_archive
+
+log = logging.getLogger(__name__)
+
+
+async def save_one(ctx: Ctx) -> web.StreamResponse:
+    return await _save(ctx, [ctx.params["name"]])
+
+
+async def save_many(ctx: Ctx) -> web.StreamResponse:
+    return await _save(ctx, ctx.request.query.getall("names", []))
+
+
+async def _save(ctx: Ctx, names: list[str]) -> web.StreamResponse:
+    # Every lookup error happens here, before the 200: unknown names are real HTTP errors.
+    plan = await asyncio.to_thread(plan_save, ctx.store, names)
+    try:
+        resp = web.StreamResponse(status=200)
+        resp.content_type = "application/x-tar"
+        resp.enable_chunked_encoding()
+        await resp.prepare(ctx.request)
+        for img in plan.images:
+            ctx.events.image("save", img.id, img.id, img.labels)
+        try:
+            await write_archive(ctx.store, plan.members, resp.write)
+        except (SaveAborted, OSError) as exc:
+            # The status is sent: cut the connection so the client sees a broken transfer,
+            # never a well-formed but incomplete tar.
+            if isinstance(exc, SaveAborted):
+                log.error("save aborted: %s", exc)
+            if ctx.request.transport is not None:
+                ctx.request.transport.abort()
+            return resp
+        await resp.write_eof()
+        return resp
+    finally:
+        await asyncio.to_thread(plan.release)
+
+
+async def _body(ctx: Ctx) -> AsyncIterator[bytes]:
+    content = ctx.request.content
+    while True:
+        try:
+            chunk = await content.readany()
+        except Exception as exc:  # noqa: BLE001 - a broken upload (the client went away mid-body)
+            raise LoadError("unexpected EOF") from exc
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _drain(ctx: Ctx) -> None:
+    """Read what is left of a failed upload, so the client gets to read our error line."""
+    try:
+        while await ctx.request.content.readany():
+            pass
+    except Exception:  # noqa: BLE001 - the client is gone; nothing to tell it
+        pass
+
+
+async def load(ctx: Ctx) -> web.StreamResponse:
+    # Always 200 with JSON lines (the CLI renders only application/json); errors in-stream.
+    quiet = ctx.query_bool("quiet", True)
+    stream = JsonStream(ctx.request)
+
+    async def on_layer(diff_id: str, size: int) -> None:
+        # dockerd's progress reader reports the finished layer twice: at size, then at EOF.
+        line = progress_message("Loading layer", size, size, short_id(diff_id))
+        await stream.send(line)
+        await stream.send(line)
+
+    async def on_message(text: str) -> None:
+        await stream.send({"stream": text} if text else {})
+
+    try:
+        images = await load_archive(ctx.store, _body(ctx), arch=host_arch(), on_message=on_message,
+                                    on_layer=None if quiet else on_layer)
+        for img in images:
+            ctx.events.image("load", img.id, img.id, img.labels)
+    except DockerRemoteError as exc:
+        await _drain(ctx)
+        await stream.fail(exc.message)
+    except Exception as exc:  # our side failed: still in-stream, as dockerd does
+        log.exception("load failed")
+        await _drain(ctx)
+        await stream.fail(str(exc) or exc.__class__.__name__)
+    return await stream.finish()
 
 
 def register(router: Router) -> None:
-    pass
+    router.add("POST", "/images/load", load)
+    router.add("GET", "/images/get", save_many)
+    router.add("GET", "/images/{name}/get", save_one)
