@@ -90,6 +90,9 @@ class Puller:
         self.store = store
         self.registries = registries
         self.scheduler: Scheduler[LayerRecord] = Scheduler(max_downloads)
+        # configs are blobs too, fetched once however many pulls want them, but never queued
+        # behind layer downloads (dockerd fetches them outside its download manager)
+        self.configs: Scheduler[bytes] = Scheduler(64)
 
     async def pull(self, req: PullRequest, emit: AsyncEmit) -> None:
         repo = self.registries.repository(req.ref.repository(), req.auth)
@@ -125,13 +128,18 @@ class Puller:
         resolved = await self._select(repo, top, fetched.digest, req.platform)
         image_id = resolved.manifest.config.digest
         layers = resolved.manifest.layers
-        async with _Lease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
-            config, records, summary = None, None, None
-            if self.store.get(image_id) is None:
-                config, summary, records = await self._fetch_image(repo, resolved.manifest, emit)
-            await emit(Event(Kind.DIGEST, text=resolved.top_digest))
-            return await asyncio.to_thread(self._commit, ref, resolved.top_digest, image_id,
-                                           config, summary, records)
+        held: list[Handle[Any]] = []  # transfers kept joinable until our commit: no refetch in between
+        try:
+            async with _Lease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
+                config, records, summary = None, None, None
+                if self.store.get(image_id) is None:
+                    config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held)
+                await emit(Event(Kind.DIGEST, text=resolved.top_digest))
+                return await asyncio.to_thread(self._commit, ref, resolved.top_digest, image_id,
+                                               config, summary, records)
+        finally:
+            for h in held:
+                h.release()
 
     async def _select(self, repo: Repository, top: mf.Manifest, top_digest: str,
                       want: plat.Platform | None) -> _Resolved:
@@ -152,31 +160,34 @@ class Puller:
 
     # -- config and layers -------------------------------------------------------------------
 
-    async def _fetch_image(self, repo: Repository, m: mf.ImageManifest,
-                           emit: AsyncEmit) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+    async def _fetch_image(self, repo: Repository, m: mf.ImageManifest, emit: AsyncEmit,
+                           held: list[Handle[Any]]) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+        """Config and layers, verified and committed as blobs; the caller releases `held`."""
+        async def fetch_config(publish: Callable[[Event], None]) -> bytes:
+            return await repo.blob_bytes(m.config.digest, MAX_CONFIG)
+
+        config_handle = self.configs.join(m.config.digest, fetch_config)
+        held.append(config_handle)
+        records: list[LayerRecord | None] = [None] * len(m.layers)
+        handles: dict[str, Handle[LayerRecord]] = {}
         try:
-            config = await repo.blob_bytes(m.config.digest, MAX_CONFIG)
+            config = await config_handle.result()
         except DockerRemoteError as exc:
             raise PullError(f"error pulling image configuration: {exc.message}") from exc
         summary = _summary(config)
         if len(summary.diff_ids) != len(m.layers):
             raise PullError(ROOTFS_MISMATCH)
-        records: list[LayerRecord | None] = [None] * len(m.layers)
-        handles: dict[str, Handle[LayerRecord]] = {}
-        try:
-            for i, desc in enumerate(m.layers):
-                stored = self._stored_layer(desc.digest)
-                if stored is not None:
-                    records[i] = stored
-                    await emit(Event(Kind.EXISTS, short_id(desc.digest)))
-                elif desc.digest not in handles:
-                    await emit(Event(Kind.QUEUED, short_id(desc.digest)))
-                    handles[desc.digest] = self.scheduler.join(
-                        desc.digest, self._downloader(repo, desc, summary.diff_ids[i]), short_id(desc.digest))
-            await self._run_layers(m, records, handles, emit)
-        finally:
-            for h in handles.values():
-                h.release()
+        for i, desc in enumerate(m.layers):
+            stored = self._stored_layer(desc.digest)
+            if stored is not None:
+                records[i] = stored
+                await emit(Event(Kind.EXISTS, short_id(desc.digest)))
+            elif desc.digest not in handles:
+                await emit(Event(Kind.QUEUED, short_id(desc.digest)))
+                handles[desc.digest] = self.scheduler.join(
+                    desc.digest, self._downloader(repo, desc, summary.diff_ids[i]), short_id(desc.digest))
+                held.append(handles[desc.digest])
+        await self._run_layers(m, records, handles, emit)
         done = [r for r in records if r is not None]
         if [r.diff_id for r in done] != summary.diff_ids:
             raise PullError(ROOTFS_MISMATCH)
