@@ -1,0 +1,692 @@
+"""Registry HTTP API v2 client: manifests, tags and blobs of one repository, over every endpoint.
+
+    registries = Registries(mirrors, insecure)                # one per daemon, one aiohttp session
+    repo = registries.repository(ref.repository(), auth)       # one repository, one pull
+    fetched = await repo.manifest("latest")                   # verified bytes + media type
+    async for chunk in repo.blob(digest, size): ...           # resumed with Range when cut
+
+Each call walks the registry's endpoints in dockerd's order (hosts.py): a mirror that fails in
+any way hands over to the next; an https endpoint that cannot be reached hands over to plain
+http for insecure registries. The last endpoint's error is the one reported. Authorization
+(auth.py) is per endpoint, learnt from its `GET /v2/` challenge or from any later 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import inspect
+import json
+import logging
+import re
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from yarl import URL
+
+from dockerremote import __version__
+from dockerremote.reference import Reference
+from dockerremote.registry import auth as _auth
+from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenError
+from dockerremote.registry.errors import (BlobInvalid, ManifestInvalid, RegistryError, RegistryUnavailable,
+                                          Unauthorized, registry_error, transport_text)
+from dockerremote.registry.hosts import Endpoint, Hosts
+from dockerremote.registry.retry import RetryPolicy, parse_retry_after, retryable
+
+log = logging.getLogger(__name__)
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+MANIFEST_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
+ACCEPT = ", ".join(MANIFEST_TYPES)
+
+MAX_MANIFEST = 4 << 20          # containerd's limit too
+MAX_ERROR_BODY = 64 << 10
+MAX_REDIRECTS = 10
+MAX_TAG_PAGES = 10_000
+DOWN_FOR = 30.0                 # an endpoint that could not be reached is tried last for this long
+PING_TTL = 600.0                # a learnt challenge is reused for this long
+CHUNK = 1 << 20
+
+# what a manifest's own mediaType must be, by Content-Type (distribution's unmarshalers)
+_MEDIA_TYPE_RULES = {
+    DOCKER_MANIFEST: (False, "mediaType in manifest should be '{want}' not '{got}'"),
+    DOCKER_LIST: (False, "mediaType in manifest list should be '{want}' not '{got}'"),
+    OCI_MANIFEST: (True, "if present, mediaType in manifest should be '{want}' not '{got}'"),
+    OCI_INDEX: (True, "if present, mediaType in image index should be '{want}' not '{got}'"),
+}
+_DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([a-f0-9]+)$")
+_HASH_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+OnRetry = Callable[[int, float, RegistryError], "Awaitable[None] | None"]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes              # the exact bytes served, digest verified
+    media_type: str          # Content-Type (or the body's mediaType when the server is vague)
+    digest: str              # sha256 of data
+
+
+@dataclass
+class _Ping:
+    challenges: list[Challenge]
+    at: float
+
+
+class Registries:
+    """One per daemon: the endpoints, the learnt challenges and tokens, one aiohttp session."""
+
+    def __init__(self, mirrors: list[str] | tuple[str, ...] = (), insecure: list[str] | tuple[str, ...] = (),
+                 max_downloads: int = 3, *, retry: RetryPolicy | None = None,
+                 connect_timeout: float = 30.0, read_timeout: float = 60.0,
+                 chunk_size: int = CHUNK, user_agent: str | None = None) -> None:
+        self.hosts = Hosts(list(mirrors), list(insecure))
+        self.max_downloads = max_downloads
+        self.retry = retry or RetryPolicy()
+        self.chunk_size = chunk_size
+        self.tokens = TokenCache()
+        self.user_agent = user_agent or f"dockerremote/{__version__} (compatible; docker/20.10)"
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._pings: dict[Endpoint, _Ping] = {}
+        self._ping_locks: dict[Endpoint, asyncio.Lock] = {}
+        self._down: dict[Endpoint, float] = {}
+        self._proxies = urllib.request.getproxies_environment()
+
+    # -- lifecycle
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                timeout=self._timeout, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": self.user_agent}, read_bufsize=1 << 20)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def repository(self, ref: Reference, auth: AuthConfig | None = None, push: bool = False,
+                   meta_headers: dict[str, str] | None = None) -> "Repository":
+        return Repository(self, ref.repository(), auth, push, meta_headers or {})
+
+    # -- per-endpoint state shared by every repository
+
+    @staticmethod
+    def ssl_for(ep: Endpoint) -> bool:
+        """True: the system's CAs (aiohttp's default context); False: no certificate check."""
+        return ep.verify_tls
+
+    def proxy_for(self, url: str) -> str | None:
+        if not self._proxies:
+            return None
+        u = urllib.parse.urlsplit(url)
+        if urllib.request.proxy_bypass_environment(u.hostname or "", self._proxies):
+            return None
+        return self._proxies.get(u.scheme) or self._proxies.get("all")
+
+    def mark_down(self, ep: Endpoint) -> None:
+        self._down[ep] = time.monotonic() + DOWN_FOR
+
+    def is_down(self, ep: Endpoint) -> bool:
+        until = self._down.get(ep)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self._down[ep]
+            return False
+        return True
+
+    def learn(self, ep: Endpoint, challenges: list[Challenge]) -> None:
+        self._pings[ep] = _Ping(challenges, time.monotonic())
+
+    def known_challenges(self, ep: Endpoint) -> list[Challenge] | None:
+        p = self._pings.get(ep)
+        return p.challenges if p is not None else None
+
+    async def ping(self, ep: Endpoint) -> list[Challenge]:
+        """The endpoint's challenges from `GET /v2/` (cached); RegistryUnavailable if no answer."""
+        p = self._pings.get(ep)
+        if p is not None and time.monotonic() - p.at < PING_TTL:
+            return p.challenges
+        lock = self._ping_locks.setdefault(ep, asyncio.Lock())
+        async with lock:
+            p = self._pings.get(ep)
+            if p is not None and time.monotonic() - p.at < PING_TTL:
+                return p.challenges
+            session = await self.session()
+            url = f"{ep.url}/v2/"
+            try:
+                async with session.get(url, ssl=self.ssl_for(ep), proxy=self.proxy_for(url),
+                                       allow_redirects=True) as resp:
+                    await resp.content.read(MAX_ERROR_BODY)
+                    challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                self.mark_down(ep)
+                raise RegistryUnavailable(f'Get "{url}": {transport_text(exc)}') from None
+            log.debug("ping %s: %s", ep.url, [c.scheme for c in challenges])
+            self.learn(ep, challenges)
+            return challenges
+
+
+class Repository:
+    """One repository on one registry, for one set of credentials (docker.io: mirrors first)."""
+
+    def __init__(self, registries: Registries, name: Reference, auth: AuthConfig | None, push: bool,
+                 meta_headers: dict[str, str]) -> None:
+        self.registries = registries
+        self.name = name
+        self.auth = auth
+        self.scopes = [_auth.scope(name.path, push)]
+        self.meta_headers = {k: v for k, v in meta_headers.items() if k.lower().startswith("x-meta-")}
+        self._endpoints: list[Endpoint] | None = None
+
+    def __repr__(self) -> str:
+        return f"Repository({self.name.name!r}, auth={self.auth!r})"
+
+    # -- public operations
+
+    async def resolve(self, tag_or_digest: str) -> str:
+        """The manifest's digest: HEAD, or a verified GET when HEAD does not tell."""
+        async def op(ep: Endpoint, final: bool) -> str | None:
+            url = self._url(ep, f"manifests/{tag_or_digest}")
+            resp = await self._send(ep, "HEAD", url, {"Accept": ACCEPT}, **_retries(ep, final))
+            try:
+                served = resp.headers.get("Docker-Content-Digest", "")
+                if resp.status == 200 and _DIGEST_RE.match(served):
+                    if _is_digest(tag_or_digest) and served != tag_or_digest:
+                        raise ManifestInvalid(f"manifest verification failed for digest {tag_or_digest}")
+                    return served
+                return None  # no digest or an error: a GET tells more (HEAD has no error body)
+            finally:
+                resp.release()
+
+        digest = await self._each(op)
+        if digest is not None:
+            return digest
+        return (await self.manifest(tag_or_digest)).digest
+
+    async def manifest(self, tag_or_digest: str) -> Fetched:
+        """GET the manifest with the four Accept types; digest and media type checked."""
+        async def op(ep: Endpoint, final: bool) -> Fetched:
+            url = self._url(ep, f"manifests/{tag_or_digest}")
+            resp = await self._send(ep, "GET", url, {"Accept": ACCEPT}, **_retries(ep, final))
+            try:
+                if resp.status != 200:
+                    raise await self._error(resp, tag_or_digest)
+                data = await _read_limited(resp, MAX_MANIFEST, "manifest")
+                content_type = resp.headers.get("Content-Type", "")
+                served = resp.headers.get("Docker-Content-Digest", "")
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}') from None
+            finally:
+                resp.release()
+            return _check_manifest(data, content_type, tag_or_digest, served)
+
+        try:
+            return await self._each(op)
+        except Unauthorized as exc:
+            # dockerd resolves with HEAD first, so its auth failures name a HEAD request
+            if exc.message.startswith('Get "'):
+                exc.message = 'Head "' + exc.message[5:]
+                exc.args = (exc.message,)
+            raise
+
+    async def tags(self) -> list[str]:
+        """Every tag, following the Link header's next pages."""
+        async def op(ep: Endpoint, final: bool) -> list[str]:
+            url: str | None = self._url(ep, "tags/list")
+            out: list[str] = []
+            for _ in range(MAX_TAG_PAGES):
+                assert url is not None
+                resp = await self._send(ep, "GET", url, **_retries(ep, final))
+                try:
+                    if resp.status != 200:
+                        raise await self._error(resp, None)
+                    body = await _read_limited(resp, 64 << 20, "tag list")
+                    link = resp.headers.get("Link", "")
+                    base = resp.url
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}') from None
+                finally:
+                    resp.release()
+                try:
+                    doc = json.loads(body)
+                    page = doc.get("tags") or []
+                    if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                        raise ValueError
+                except (ValueError, AttributeError):
+                    raise RegistryError(f"invalid tag list from {ep.host}") from None
+                out += page
+                url = _next_link(link, base)
+                if url is None:
+                    return out
+            raise RegistryError(f"tag list of {self.name.familiar_name} does not end")
+
+        return await self._each(op)
+
+    async def blob(self, digest: str, size: int | None = None, on_retry: OnRetry | None = None,
+                   ) -> AsyncIterator[bytes]:
+        """Stream a blob from offset 0, as served (the caller hashes and verifies).
+
+        A connection cut mid-blob is resumed with `Range: bytes=<n>-` (a registry that ignores
+        Range answers 200: its first n bytes are skipped), so the caller never sees the cut nor
+        a byte twice. 429 (Retry-After) / 5xx / failures to connect are retried with backoff,
+        at most policy.attempts tries without progress. A mirror that fails hands over to the
+        next endpoint, continuing at the same offset. `on_retry(failures, delay, error)` is
+        called before each wait (delay 0 for an immediate resume). Raises RegistryError
+        subclasses; BlobInvalid when the registry serves more or fewer bytes than `size`.
+        Close the generator (contextlib.aclosing) if you stop reading early.
+        """
+        endpoints = await self._live_endpoints()
+        policy = self.registries.retry
+        chunk = self.registries.chunk_size
+        offset = 0
+        failures = resumes = 0
+        i = 0
+        while True:
+            ep = endpoints[i]
+            url = self._url(ep, f"blobs/{digest}")
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            err: RegistryError | None = None
+            progressed = 0
+            buf = bytearray()
+            try:
+                resp = await self._send(ep, "GET", url, headers, retry_status=False, retry_transport=False)
+            except RegistryError as exc:
+                err = exc
+            else:
+                try:
+                    if resp.status not in (200, 206):
+                        err = await self._error(resp, None)
+                    else:
+                        skip = _skip_for(resp, offset, size, digest)
+                        complete_length = resp.content_length is not None
+                        try:
+                            async for piece in resp.content.iter_any():
+                                if skip:
+                                    if len(piece) <= skip:
+                                        skip -= len(piece)
+                                        continue
+                                    piece, skip = piece[skip:], 0
+                                if size is not None and offset + len(buf) + len(piece) > size:
+                                    raise BlobInvalid(f"blob {digest} is larger than its size {size}")
+                                buf += piece
+                                if len(buf) >= chunk:
+                                    data = bytes(buf)
+                                    buf.clear()
+                                    offset += len(data)
+                                    progressed += len(data)
+                                    yield data
+                        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
+                                asyncio.TimeoutError, ConnectionError) as exc:
+                            err = RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}')
+                        if err is None and skip:
+                            err = RegistryUnavailable(f'Get "{_shown(url)}": unexpected EOF')
+                finally:
+                    resp.release()
+                if buf:  # what arrived before a cut is good data: hand it over, resume after it
+                    data = bytes(buf)
+                    buf.clear()
+                    offset += len(data)
+                    progressed += len(data)
+                    yield data
+                if err is None:
+                    if size is None or offset == size:
+                        return
+                    if complete_length:
+                        raise BlobInvalid(f"blob {digest} is shorter than its size {size}: {offset} bytes")
+                    err = RegistryUnavailable(f'Get "{_shown(url)}": unexpected EOF')
+            # -- the attempt failed
+            assert err is not None
+            if i + 1 < len(endpoints) and (ep.mirror or (isinstance(err, RegistryUnavailable) and not progressed)):
+                log.info("blob %s from %s failed (%s); next endpoint", digest, ep.url, err.message)
+                i += 1
+                continue
+            if not _worth_retrying(err):
+                raise err
+            if progressed:
+                failures, resumes = 0, resumes + 1
+                if resumes > policy.max_resumes:
+                    raise err
+                delay: float | None = 0.0
+            else:
+                failures += 1
+                delay = policy.delay(failures, err.retry_after)
+                if delay is None:
+                    raise err
+            log.info("blob %s: %s; retry %d at offset %d in %.2fs", digest, err.message, failures, offset, delay)
+            if on_retry is not None:
+                r = on_retry(failures, delay, err)
+                if inspect.isawaitable(r):
+                    await r
+            if delay:
+                await asyncio.sleep(delay)
+
+    async def blob_bytes(self, digest: str, max_size: int) -> bytes:
+        """A small blob (a config) in memory, its digest verified."""
+        m = _DIGEST_RE.match(digest)
+        if m is None or len(m.group(2)) != _HASH_LEN[m.group(1)]:
+            raise BlobInvalid(f"invalid digest {digest!r}")
+        h = hashlib.new(m.group(1))
+        out = bytearray()
+        stream = self.blob(digest, None)
+        try:
+            async for chunk in stream:
+                out += chunk
+                if len(out) > max_size:
+                    raise BlobInvalid(f"blob {digest} is larger than {max_size} bytes")
+                h.update(chunk)
+        finally:
+            await stream.aclose()
+        if h.hexdigest() != m.group(2):
+            raise BlobInvalid(f"blob verification failed for digest {digest}")
+        return bytes(out)
+
+    # -- endpoints
+
+    async def _all_endpoints(self) -> list[Endpoint]:
+        if self._endpoints is None:
+            self._endpoints = await self.registries.hosts.endpoints(self.name.domain)
+        return self._endpoints
+
+    async def _live_endpoints(self) -> list[Endpoint]:
+        """The endpoints in order, less those that could not be reached lately (all if none can)."""
+        eps = await self._all_endpoints()
+        return [e for e in eps if not self.registries.is_down(e)] or eps
+
+    async def _each(self, op: Callable[[Endpoint, bool], Awaitable[Any]]) -> Any:
+        """Run op(endpoint, final) on each endpoint until one succeeds; else the last error.
+
+        Hand over to the next endpoint: from a mirror on any error (dockerd's continueOnError for
+        mirrors), from any endpoint that could not be reached (insecure https → http). Mirrors
+        hand over at once; other endpoints retry 429/5xx, and only the final one retries a
+        failure to connect.
+        """
+        endpoints = await self._live_endpoints()
+        last: RegistryError | None = None
+        for n, ep in enumerate(endpoints):
+            more = n + 1 < len(endpoints)
+            try:
+                return await op(ep, not more)
+            except RegistryError as exc:
+                last = exc
+                if more and (ep.mirror or isinstance(exc, RegistryUnavailable)):
+                    log.info("%s: %s; trying the next endpoint", ep.url, exc.message)
+                    continue
+                raise
+        assert last is not None
+        raise last
+
+    def _url(self, ep: Endpoint, suffix: str) -> str:
+        return f"{ep.url}/v2/{self.name.path}/{suffix}"
+
+    # -- one request: auth, redirects, retries
+
+    async def _authorization(self, ep: Endpoint, method: str, url: str, fresh: bool = False,
+                             ) -> tuple[str | None, tuple | None]:
+        """The Authorization header for ep (and the token's cache key, to drop it if refused)."""
+        if self.auth is not None and self.auth.registrytoken:
+            return f"Bearer {self.auth.registrytoken}", None
+        challenges = await self.registries.ping(ep)
+        for ch in challenges:
+            if ch.scheme == "bearer":
+                return await self._bearer(ep, ch, method, url, fresh)
+        for ch in challenges:
+            if ch.scheme == "basic":
+                creds = self.auth.basic() if self.auth else None
+                if not creds:
+                    raise Unauthorized(f'{method.capitalize()} "{_shown(url)}": no basic auth credentials')
+                return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode(), None
+        return None, None
+
+    async def _bearer(self, ep: Endpoint, ch: Challenge, method: str, url: str, fresh: bool,
+                      ) -> tuple[str, tuple]:
+        tokens = self.registries.tokens
+        key = (ch.params.get("realm", ""), ch.params.get("service", ""), tuple(self.scopes),
+               self.auth.key if self.auth else "")
+        if not fresh:
+            cached = tokens.get(key)
+            if cached:
+                return f"Bearer {cached}", key
+        async with tokens.lock(key):  # one fetch per key, however many downloads wait for it
+            cached = tokens.get(key)
+            if cached and not fresh:
+                return f"Bearer {cached}", key
+            session = await self.registries.session()
+            realm = ch.params.get("realm", "")
+            try:
+                # the token service is reached like its registry (dockerd shares the transport)
+                token, expires_in = await _auth.fetch_token(
+                    session, ch, self.scopes, self.auth, ssl=self.registries.ssl_for(ep),
+                    proxy=self.registries.proxy_for(realm))
+            except TokenError as exc:
+                cls = Unauthorized if exc.code == "UNAUTHORIZED" or exc.http_status == 401 else RegistryError
+                raise cls(f'{method.capitalize()} "{_shown(url)}": {exc.message}', exc.code,
+                          exc.http_status) from None
+            tokens.put(key, token, expires_in)
+            return f"Bearer {token}", key
+
+    async def _send(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None = None,
+                    *, retry_status: bool = True, retry_transport: bool = True) -> aiohttp.ClientResponse:
+        """One request with auth; redirects followed (Authorization kept only on the same origin);
+        a refused cached token replaced once; 429/5xx/unreachable retried with backoff when
+        asked. Returns the final response, whatever its status."""
+        policy = self.registries.retry
+        failures = 0
+        while True:
+            try:
+                resp = await self._attempt(ep, method, url, headers)
+            except RegistryUnavailable as exc:
+                failures += 1
+                delay = policy.delay(failures) if retry_transport else None
+                if delay is None:
+                    raise
+                log.info("%s %s: %s; retry in %.2fs", method, _shown(url), exc.message, delay)
+                await asyncio.sleep(delay)
+                continue
+            if retry_status and retryable(resp.status):
+                failures += 1
+                after = parse_retry_after(resp.headers.get("Retry-After"))
+                delay = policy.delay(failures, after)
+                if delay is not None:
+                    resp.release()
+                    log.info("%s %s: HTTP %d; retry in %.2fs", method, _shown(url), resp.status, delay)
+                    await asyncio.sleep(delay)
+                    continue
+            return resp
+
+    async def _attempt(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
+                       ) -> aiohttp.ClientResponse:
+        authz, key = await self._authorization(ep, method, url)
+        resp = await self._follow(ep, method, url, headers, authz)
+        if resp.status == 401:
+            challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
+            known = self.registries.known_challenges(ep)
+            changed = bool(challenges) and known is not None and \
+                {c.scheme for c in challenges} != {c.scheme for c in known}
+            if changed:  # the registry asks differently than /v2/ said: learn, ask again once
+                self.registries.learn(ep, challenges)
+                resp.release()
+                authz, key = await self._authorization(ep, method, url)
+                return await self._follow(ep, method, url, headers, authz)
+            if key is not None and not _insufficient_scope(challenges):
+                self.registries.tokens.drop(key, authz.split(" ", 1)[1] if authz else "")
+                resp.release()
+                authz, key = await self._authorization(ep, method, url, fresh=True)
+                return await self._follow(ep, method, url, headers, authz)
+        return resp
+
+    async def _follow(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
+                      authz: str | None) -> aiohttp.ClientResponse:
+        session = await self.registries.session()
+        h = {**self.meta_headers, **(headers or {})}
+        if authz:
+            h["Authorization"] = authz
+        origin = URL(url).origin()
+        target = URL(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                resp = await session.request(method, target, headers=h, allow_redirects=False,
+                                             ssl=self.registries.ssl_for(ep),
+                                             proxy=self.registries.proxy_for(str(target)))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                if target.origin() == origin and isinstance(exc, aiohttp.ClientConnectorError):
+                    self.registries.mark_down(ep)  # could not even connect: try it last for a while
+                raise RegistryUnavailable(f'{method.capitalize()} "{_shown(str(target), origin)}": '
+                                          f'{transport_text(exc)}') from None
+            log.debug("%s %s -> %d", method, _shown(str(target), origin), resp.status)
+            location = resp.headers.get("Location")
+            if resp.status not in (301, 302, 303, 307, 308) or not location:
+                return resp
+            resp.release()
+            nxt = target.join(URL(location))
+            if nxt.scheme not in ("http", "https"):
+                raise RegistryError(f"redirect to unsupported URL scheme {nxt.scheme!r}")
+            if nxt.origin() != origin:
+                h.pop("Authorization", None)  # never hand the registry's credentials to storage
+            if resp.status == 303:
+                method = "GET"
+            target = nxt
+        raise RegistryError(f'{method.capitalize()} "{_shown(url)}": stopped after {MAX_REDIRECTS} redirects')
+
+    async def _error(self, resp: aiohttp.ClientResponse, tag_or_digest: str | None) -> RegistryError:
+        body = b""
+        if resp.method != "HEAD":
+            try:
+                body = await resp.content.read(MAX_ERROR_BODY)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+        ref = None
+        if tag_or_digest is not None:
+            r = (Reference(self.name.domain, self.name.path, None, tag_or_digest) if _is_digest(tag_or_digest)
+                 else Reference(self.name.domain, self.name.path, tag_or_digest))
+            ref = r.familiar
+        return registry_error(resp.status, body, resp.headers.getall("WWW-Authenticate", []), ref=ref,
+                              name=self.name.familiar_name,
+                              retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _retries(ep: Endpoint, final: bool) -> dict[str, bool]:
+    """Mirrors hand over instead of retrying; others retry statuses, the final one also dial failures."""
+    return {"retry_status": final or not ep.mirror, "retry_transport": final}
+
+
+def _is_digest(s: str) -> bool:
+    return ":" in s
+
+
+def _shown(url: str, origin: URL | None = None) -> str:
+    """A URL for messages and logs: the query of a foreign (storage) URL may hold a signature."""
+    u = URL(url)
+    if origin is not None and u.origin() != origin:
+        return str(u.with_query(None))
+    return url
+
+
+def _insufficient_scope(challenges: list[Challenge]) -> bool:
+    return any(c.scheme == "bearer" and c.params.get("error") == "insufficient_scope" for c in challenges)
+
+
+def _worth_retrying(err: RegistryError) -> bool:
+    if isinstance(err, RegistryUnavailable):
+        return True
+    return err.http_status is not None and retryable(err.http_status)
+
+
+def _skip_for(resp: aiohttp.ClientResponse, offset: int, size: int | None, digest: str) -> int:
+    """Bytes to drop from the start of this response so the stream continues at `offset`."""
+    if resp.status == 206:
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        if m is None:
+            raise BlobInvalid(f"blob {digest}: partial response without a Content-Range")
+        start = int(m.group(1))
+        total = m.group(3)
+        if total != "*" and size is not None and int(total) != size:
+            raise BlobInvalid(f"blob {digest} has {total} bytes, its descriptor says {size}")
+        if start > offset:
+            raise BlobInvalid(f"blob {digest}: asked for bytes from {offset}, got from {start}")
+        return offset - start
+    length = resp.content_length
+    if length is not None and size is not None and length != size:
+        raise BlobInvalid(f"blob {digest} has {length} bytes, its descriptor says {size}")
+    return offset  # 200: the whole blob again (Range ignored): skip what the caller already has
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    if resp.content_length is not None and resp.content_length > limit:
+        raise RegistryError(f"{what} too big: {resp.content_length} bytes (limit {limit})")
+    data = await resp.content.read(limit + 1)
+    while len(data) <= limit:
+        more = await resp.content.read(limit + 1 - len(data))
+        if not more:
+            break
+        data += more
+    if len(data) > limit:
+        raise RegistryError(f"{what} too big: more than {limit} bytes")
+    return data
+
+
+def _next_link(link: str, base: URL) -> str | None:
+    for part in link.split(","):
+        m = re.match(r'\s*<([^>]*)>\s*;(.*)$', part)
+        if m and re.search(r'rel\s*=\s*"?next"?', m.group(2)):
+            return str(base.join(URL(m.group(1))))
+    return None
+
+
+def _sniff(doc: dict) -> str:
+    """The media type of a manifest served with a vague Content-Type, from its shape."""
+    mt = doc.get("mediaType")
+    if isinstance(mt, str) and mt:
+        return mt
+    if doc.get("schemaVersion") == 1:
+        return SCHEMA1_SIGNED if "signatures" in doc else SCHEMA1
+    if "manifests" in doc:
+        return OCI_INDEX
+    if "config" in doc or "layers" in doc:
+        return OCI_MANIFEST
+    return ""
+
+
+def _check_manifest(data: bytes, content_type: str, tag_or_digest: str, served_digest: str) -> Fetched:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    m = _DIGEST_RE.match(tag_or_digest) if _is_digest(tag_or_digest) else None
+    if _is_digest(tag_or_digest):
+        if m is None or len(m.group(2)) != _HASH_LEN[m.group(1)] or \
+                hashlib.new(m.group(1), data).hexdigest() != m.group(2):
+            raise ManifestInvalid(f"manifest verification failed for digest {tag_or_digest}")
+    elif served_digest.startswith("sha256:") and served_digest != digest:
+        raise ManifestInvalid(f"manifest verification failed for digest {served_digest}")
+    ct = content_type.split(";", 1)[0].strip().lower()
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ManifestInvalid(f"invalid manifest: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ManifestInvalid("invalid manifest: not a JSON object")
+    body_type = doc.get("mediaType")
+    if body_type is not None and not isinstance(body_type, str):
+        raise ManifestInvalid("invalid manifest: mediaType is not a string")
+    if ct in _MEDIA_TYPE_RULES:
+        optional, text = _MEDIA_TYPE_RULES[ct]
+        if (body_type or "") != ct and not (optional and not body_type):
+            raise ManifestInvalid(text.format(want=ct, got=body_type or ""))
+        return Fetched(data, ct, digest)
+    if ct in (SCHEMA1, SCHEMA1_SIGNED):
+        return Fetched(data, ct, digest)
+    return Fetched(data, _sniff(doc) or ct, digest)
