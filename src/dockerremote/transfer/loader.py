@@ -157,7 +157,8 @@ class _Inflate:
                 self._feed(head)
         try:
             if self._kind in (compression.GZIP, compression.BZIP2, compression.XZ):
-                self._drain(b"")
+                if not self._d.eof:
+                    self._drain(b"")  # whatever output the decompressor still holds
                 if not self._d.eof:
                     raise _tar_error("unexpected EOF")
             elif self._kind == compression.ZSTD:

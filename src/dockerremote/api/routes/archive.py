@@ -49,6 +49,9 @@ async def _save(ctx: Ctx, names: list[str]) -> web.StreamResponse:
             if ctx.request.transport is not None:
                 ctx.request.transport.abort()
             return resp
+        # Leases go (and a racing delete's leftovers are collected) before the last chunk,
+        # so a client that has read the whole archive sees the store settled.
+        await asyncio.to_thread(plan.release)
         await resp.write_eof()
         return resp
     finally:
