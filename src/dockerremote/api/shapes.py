@@ -1,26 +1,58 @@
-"""Docker's JSON shapes for images, per API version (switches from versions.SWITCHES)."""
+"""Docker's JSON shapes for images, per API version (switches from versions.SWITCHES).
+
+Inspect re-marshals the stored config the way Go does: struct fields in declaration order,
+unknown keys dropped, map keys sorted, empty omitempty fields left out.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Iterable
 
 from dockerremote.api.versions import ApiVersion
-from dockerremote.oci.config import container_config, format_time, normalize_time
+from dockerremote.errors import DockerRemoteError
+from dockerremote.oci.config import container_config, format_time, normalize_time, parse_time
 from dockerremote.oci.digest import chain_ids
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import ImageRecord
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+GO_ZERO_UNIX = -62135596800  # time.Time{}.Unix(): what dockerd reports for a missing `created`
+_MAP_FIELDS = ("ExposedPorts", "Volumes", "Labels")
+_HEALTH_FIELDS = ("Test", "Interval", "Timeout", "StartPeriod", "Retries")
+
 
 def now_rfc3339() -> str:
     ns = time.time_ns()
     return format_time(ns // 1_000_000_000, ns % 1_000_000_000)
 
 
+@functools.lru_cache(maxsize=65536)
+def _time_ns(created: str) -> int:
+    if not created:
+        return GO_ZERO_UNIX * 10**9
+    try:
+        secs, nanos = parse_time(created)
+    except ValueError:
+        return GO_ZERO_UNIX * 10**9
+    return secs * 10**9 + nanos
+
+
+def created_ns(image: ImageRecord) -> int:
+    """The image's creation time in unix nanoseconds (before/since/until compare these)."""
+    return _time_ns(image.created)
+
+
+def created_unix(image: ImageRecord) -> int:
+    return image.created_unix if image.created else GO_ZERO_UNIX
+
+
 def sorted_images(images: Iterable[ImageRecord]) -> list[ImageRecord]:
-    return sorted(images, key=lambda i: (i.created_unix, i.id), reverse=True)
+    """Newest first by Created seconds, as dockerd sorts (its tie order is arbitrary; ours is
+    the full-precision time, then the ID)."""
+    return sorted(images, key=lambda i: (i.created_unix, created_ns(i), i.id), reverse=True)
 
 
 def split_refs(store: ImageStore, image: ImageRecord, keep=None) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
@@ -45,6 +77,11 @@ def shared_sizes(store: ImageStore, image: ImageRecord) -> int:
     return total
 
 
+def sorted_map(value: Any) -> Any:
+    """A Go map marshals with its keys sorted."""
+    return dict(sorted(value.items())) if isinstance(value, dict) else value
+
+
 def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
               tags: list[str] | None = None, digests: list[str] | None = None,
               with_shared_size: bool = False, containers: int = -1) -> dict[str, Any]:
@@ -52,9 +89,9 @@ def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
         tags, digests = split_refs(store, image)
     item: dict[str, Any] = {
         "Containers": containers,
-        "Created": image.created_unix,
+        "Created": created_unix(image),
         "Id": image.id,
-        "Labels": image.labels,
+        "Labels": sorted_map(image.labels),
         "ParentId": "",
         "RepoDigests": digests or None,
         "RepoTags": tags or None,
@@ -64,6 +101,18 @@ def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
     if version.has("virtual_size"):
         item["VirtualSize"] = image.size
     return item
+
+
+def go_container_config(raw: Any) -> dict[str, Any]:
+    """container.Config as Go re-marshals it (maps sorted, HealthConfig in field order)."""
+    cfg = container_config(raw)
+    for key in _MAP_FIELDS:
+        if isinstance(cfg.get(key), dict):
+            cfg[key] = {k: {} if key != "Labels" else v for k, v in sorted(cfg[key].items())}
+    health = cfg.get("Healthcheck")
+    if isinstance(health, dict):
+        cfg["Healthcheck"] = {k: health[k] for k in _HEALTH_FIELDS if health.get(k)}
+    return cfg
 
 
 def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[str, Any]:
@@ -76,14 +125,14 @@ def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[
                            "Created": normalize_time(cfg["created"]) if cfg.get("created") else ZERO_TIME}
     if version.has("container_config"):
         out["Container"] = cfg.get("container") or ""
-        out["ContainerConfig"] = container_config(cfg.get("container_config"))
+        out["ContainerConfig"] = go_container_config(cfg.get("container_config"))
     out["DockerVersion"] = cfg.get("docker_version") or ""
     out["Author"] = cfg.get("author") or ""
-    out["Config"] = container_config(cfg["config"]) if isinstance(cfg.get("config"), dict) else None
+    out["Config"] = go_container_config(cfg["config"]) if isinstance(cfg.get("config"), dict) else None
     out["Architecture"] = cfg.get("architecture") or ""
     if cfg.get("variant"):
         out["Variant"] = cfg["variant"]
-    out["Os"] = cfg.get("os") or ""
+    out["Os"] = cfg.get("os") or "linux"  # img.OperatingSystem() defaults to the host's
     if cfg.get("os.version"):
         out["OsVersion"] = cfg["os.version"]
     out["Size"] = image.size
@@ -98,6 +147,13 @@ def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[
     return out
 
 
+def _history_created(h: dict[str, Any]) -> int:
+    try:
+        return parse_time(h["created"])[0] if h.get("created") else GO_ZERO_UNIX
+    except ValueError:
+        return GO_ZERO_UNIX
+
+
 def history(store: ImageStore, image: ImageRecord) -> list[dict[str, Any]]:
     cfg = json.loads(store.config_bytes(image))
     sizes = [store.index.layers[b].size if b in store.index.layers else 0 for b in image.layers]
@@ -107,17 +163,11 @@ def history(store: ImageStore, image: ImageRecord) -> list[dict[str, Any]]:
     for h in cfg.get("history") or []:
         size = 0
         if not h.get("empty_layer"):
+            if layer_i >= len(image.diff_ids):
+                raise DockerRemoteError("too many non-empty layers in History section")
             size = sizes[layer_i] if layer_i < len(sizes) else 0
             layer_i += 1
-        created = 0
-        if h.get("created"):
-            from dockerremote.oci.config import parse_time
-
-            try:
-                created = parse_time(h["created"])[0]
-            except ValueError:
-                created = 0
-        entries.append({"Comment": h.get("comment", ""), "Created": created,
+        entries.append({"Comment": h.get("comment", ""), "Created": _history_created(h),
                         "CreatedBy": h.get("created_by", ""), "Id": "<missing>", "Size": size,
                         "Tags": None})
     entries.reverse()
