@@ -12,20 +12,13 @@ from dockerremote.api import filters as flt
 from dockerremote.api import shapes
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import json_response
-from dockerremote.errors import ImageNotFound, InvalidArgument, InvalidReference
-from dockerremote.oci.config import format_time, parse_time
+from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.oci.config import format_time
 from dockerremote.store.images import DeleteRecord, ImageStore
 from dockerremote.store.index import ImageRecord
 
 LIST_FILTERS = {"dangling", "label", "before", "since", "reference"}
 PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
-
-
-def _lookup_for_filter(store: ImageStore, name: str) -> ImageRecord:
-    try:
-        return store.resolve(name)
-    except InvalidReference:
-        raise ImageNotFound(name) from None
 
 
 async def list_images(ctx: Ctx) -> web.StreamResponse:
@@ -41,15 +34,12 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
             dangling_only = True
         elif not f.exact_match("dangling", "false"):
             raise flt.invalid_filter("dangling", f.get("dangling"))
-    show_all = ctx.query_bool("all")
-    before = since = None
+    before = since = None  # dockerd compares full-precision times: same second is not "before"
     for v in f.get("before"):
-        before = _lookup_for_filter(store, v).created_unix
+        before = shapes.created_ns(store.resolve(v))
     for v in f.get("since"):
-        since = _lookup_for_filter(store, v).created_unix
+        since = shapes.created_ns(store.resolve(v))
     patterns = f.get("reference")
-    for p in patterns:
-        flt.glob_match(p, "")  # a bad pattern fails even in an empty store, as dockerd's does
 
     def keep_ref(ref: reference.Reference) -> bool:
         return any(flt.glob_match(p, ref.familiar) or flt.glob_match(p, ref.familiar_name)
@@ -58,11 +48,11 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
     items = []
     with store.index.lock:
         for img in shapes.sorted_images(store.index.images.values()):
-            if before is not None and img.created_unix >= before:
+            if before is not None and shapes.created_ns(img) >= before:
                 continue
-            if since is not None and img.created_unix <= since:
+            if since is not None and shapes.created_ns(img) <= since:
                 continue
-            if f.contains("label") and (img.labels is None or not f.match_kv_list("label", img.labels)):
+            if not f.match_kv_list("label", img.labels):
                 continue
             tags, digests = shapes.split_refs(store, img, keep_ref if patterns else None)
             if not tags and not digests:
@@ -84,10 +74,11 @@ async def inspect_image(ctx: Ctx) -> web.StreamResponse:
     name = ctx.params["name"]
     try:
         img = ctx.store.resolve(name)
-    except ImageNotFound as exc:
-        raise ImageNotFound(f"{name}: {exc.message}") from None
-    exc_img = img
-    return json_response(await asyncio.to_thread(shapes.inspect, ctx.store, exc_img, ctx.version))
+    except DockerRemoteError as exc:  # 20.10 wraps any lookup error, keeping its status
+        wrapped = DockerRemoteError(f"no such image: {name}: {exc.message}")
+        wrapped.status = exc.status
+        raise wrapped from None
+    return json_response(await asyncio.to_thread(shapes.inspect, ctx.store, img, ctx.version))
 
 
 async def image_history(ctx: Ctx) -> web.StreamResponse:
@@ -95,28 +86,21 @@ async def image_history(ctx: Ctx) -> web.StreamResponse:
     return json_response(await asyncio.to_thread(shapes.history, ctx.store, img))
 
 
-def parse_repo_tag(repo: str, tag: str | None) -> reference.Reference:
-    """`repo` (maybe with :tag) and `tag` → a tagged reference, as tag and import read them."""
-    ref = reference.parse(repo)
-    if ref.digest is not None:
-        raise InvalidArgument("refusing to create a tag with a digest reference")
-    if tag:
-        ref = ref.with_tag(tag)
-    return ref.tagged_or_latest()
-
-
 async def tag_image(ctx: Ctx) -> web.StreamResponse:
-    repo = ctx.query("repo") or ""
+    """TagImage: source first, then the new name; a `tag` replaces any tag or digest in `repo`."""
     img = ctx.store.resolve(ctx.params["name"])
-    ref = reference.parse(repo)
+    ref = reference.parse(ctx.query("repo") or "")
+    tag = ctx.query("tag")
+    if tag:
+        ref = ref.repository().with_tag(tag)
     if ref.digest is not None:
         raise InvalidArgument("refusing to create a tag with a digest reference")
-    if ref.path == "sha256" or ref.familiar_name == "sha256":
+    if ref.familiar_name == "sha256":
         raise InvalidArgument("refusing to create an ambiguous tag using digest algorithm as name")
-    tag = ctx.query("tag")
-    ref = ref.with_tag(tag) if tag else ref.tagged_or_latest()
     ns = time.time_ns()
-    await asyncio.to_thread(ctx.store.set_tag, ref, img.id, format_time(ns // 10**9, ns % 10**9))
+    await asyncio.to_thread(ctx.store.set_tag, ref.tagged_or_latest(), img.id,
+                            format_time(ns // 10**9, ns % 10**9))
+    ctx.events.image("tag", img.id, ref.familiar, img.labels)
     return web.Response(status=201)
 
 
@@ -125,65 +109,42 @@ def _records(records: list[DeleteRecord]) -> list[dict[str, str]]:
 
 
 async def delete_image(ctx: Ctx) -> web.StreamResponse:
-    records = await asyncio.to_thread(ctx.store.delete, ctx.params["name"], ctx.query_bool("force"))
+    name = ctx.params.get("name", "")
+    if not name.strip():
+        raise InvalidArgument("image name cannot be blank")
+    img = ctx.store.resolve(name)
+    records = await asyncio.to_thread(ctx.store.delete, name, ctx.query_bool("force"))
+    for r in records:  # dockerd logs one untag per removed ref and a delete for the image
+        if r.untagged:
+            ctx.events.image("untag", img.id, img.id, img.labels)
+        elif r.deleted == img.id:
+            ctx.events.image("delete", img.id, img.id)
     return json_response(_records(records))
-
-
-def parse_until(value: str, now: float | None = None) -> int:
-    """Unix time, RFC3339 or a Go duration ago → unix seconds (dockerd's GetTimestamp)."""
-    now = time.time() if now is None else now
-    try:
-        return int(now - go_duration(value))
-    except ValueError:
-        pass
-    try:
-        return int(float(value))
-    except ValueError:
-        pass
-    for candidate in (value, value + "Z", value + "T00:00:00Z"):
-        try:
-            return parse_time(candidate)[0]
-        except ValueError:
-            continue
-    raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')
-
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-def go_duration(text: str) -> float:
-    import re
-
-    if not re.fullmatch(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+", text):
-        raise ValueError(text)
-    return sum(float(n) * _UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d*)?)(ns|us|µs|ms|s|m|h)", text))
 
 
 async def prune_images(ctx: Ctx) -> web.StreamResponse:
     f = flt.parse(ctx.query("filters"))
     f.validate(PRUNE_FILTERS)
     dangling = True
-    if f.contains("dangling"):
-        vals = f.get("dangling")
-        if len(vals) != 1 or vals[0].lower() not in ("true", "false", "1", "0"):
-            raise flt.invalid_filter("dangling", vals)
-        dangling = vals[0].lower() in ("true", "1")
+    if f.contains("dangling"):  # ExactMatch semantics: case-sensitive, `false` wins
+        if f.exact_match("dangling", "false") or f.exact_match("dangling", "0"):
+            dangling = False
+        elif not (f.exact_match("dangling", "true") or f.exact_match("dangling", "1")):
+            raise flt.invalid_filter("dangling", f.get("dangling"))
     until = None
     if f.contains("until"):
         vals = f.get("until")
-        if len(vals) != 1:
-            raise InvalidArgument("can't use more than one until filter")
-        until = parse_until(vals[0])
+        if len(vals) > 1:
+            raise InvalidArgument("more than one until filter specified")
+        until = flt.parse_until(vals[0]) if vals else None
 
     def keep(img: ImageRecord) -> bool:
-        if until is not None and img.created_unix > until:
+        if until is not None and shapes.created_ns(img) > until:
             return True
-        if f.contains("label") and not f.match_kv_list("label", img.labels):
+        if not f.match_kv_list("label", img.labels):
             return True
-        if f.contains("label!") and img.labels is not None and any(
-                flt.Filters({"l": [v]}).match_kv_list("l", img.labels) for v in f.get("label!")):
-            return True
-        return False
+        # label! values must all match to spare an image (dockerd's matchLabels)
+        return f.contains("label!") and f.match_kv_list("label!", img.labels)
 
     records, reclaimed = await asyncio.to_thread(ctx.store.prune, dangling, keep)
     return json_response({"ImagesDeleted": _records(records) or None, "SpaceReclaimed": reclaimed})
@@ -196,3 +157,11 @@ def register(router: Router) -> None:
     router.add("GET", "/images/{name}/history", image_history)
     router.add("POST", "/images/{name}/tag", tag_image)
     router.add("DELETE", "/images/{name}", delete_image)
+    router.add("DELETE", "/images/", delete_image)  # an empty name: dockerd's "cannot be blank"
+
+
+def go_duration(text: str) -> float:
+    """A Go duration in seconds (ValueError if it is not one); kept for routes/events.py."""
+    from dockerremote.transfer.changes import go_duration_ns
+
+    return go_duration_ns(text) / 1e9
