@@ -114,7 +114,7 @@ class ImageStore:
             if reference.is_image_id(name):
                 img = images.get("sha256:" + name)
                 if img is None:
-                    raise ImageNotFound(name)
+                    raise ImageNotFound("sha256:" + name)  # dockerd names the digest it looked for
                 return img, None
             if name.startswith("sha256:") and len(name) == 71:
                 img = images.get(name)
