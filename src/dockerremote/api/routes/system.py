@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import platform
 
@@ -21,19 +23,28 @@ def host_arch() -> str:
     return _GO_ARCH.get(m, m)
 
 
-def _os_release() -> str:
+def _os_release(key: str, default: str) -> str:
     try:
-        for line in open("/etc/os-release"):
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith(key + "="):
+                    return line.split("=", 1)[1].strip().strip('"')
     except OSError:
         pass
-    return "Linux"
+    return default
+
+
+def engine_id(data_root: str) -> str:
+    """A stable daemon ID in dockerd's shape (12 groups of 4 base32 characters), derived from
+    the data root so it survives restarts without a key file."""
+    raw = base64.b32encode(hashlib.sha256(data_root.encode()).digest()[:30]).decode()
+    return ":".join(raw[i:i + 4] for i in range(0, 48, 4))
 
 
 async def ping(ctx: Ctx) -> web.StreamResponse:
     headers = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
     if ctx.request.method == "HEAD":
+        headers["Content-Length"] = "0"  # dockerd announces the empty body
         return web.Response(status=200, headers=headers, content_type="text/plain", charset="utf-8")
     return web.Response(text="OK", headers=headers, content_type="text/plain", charset="utf-8")
 
@@ -46,7 +57,7 @@ async def version(ctx: Ctx) -> web.StreamResponse:
                "GitCommit": "", "GoVersion": f"python{platform.python_version()}", "KernelVersion": kernel,
                "MinAPIVersion": min_api, "Os": "linux"}
     return json_response({
-        "Platform": {"Name": f"dockerremote {__version__}"},
+        "Platform": {"Name": ""},
         "Components": [{"Name": "Engine", "Version": server_version, "Details": details}],
         "Version": server_version, "ApiVersion": api, "MinAPIVersion": min_api, "GitCommit": "",
         "GoVersion": f"python{platform.python_version()}", "Os": "linux", "Arch": host_arch(),
@@ -65,16 +76,18 @@ async def info(ctx: Ctx) -> web.StreamResponse:
     s = ctx.settings
     images = ctx.store.index.images
     return json_response({
-        "ID": "", "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "ID": engine_id(str(s.data_root)), "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
         "Images": len(images), "Driver": "dockerremote", "DriverStatus": [["Store", "blobs + sqlite"]],
         "Plugins": {"Volume": None, "Network": None, "Authorization": None, "Log": None},
-        "MemoryLimit": False, "SwapLimit": False, "CpuCfsPeriod": False, "CpuCfsQuota": False,
+        "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "KernelMemoryTCP": False,
+        "CpuCfsPeriod": False, "CpuCfsQuota": False,
         "CPUShares": False, "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": False,
         "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": s.log_level == "debug",
         "NFd": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0,
         "OomKillDisable": False, "NGoroutines": 0, "SystemTime": shapes.now_rfc3339(),
         "LoggingDriver": "", "CgroupDriver": "none", "CgroupVersion": "", "NEventsListener": 0,
-        "KernelVersion": platform.release(), "OperatingSystem": _os_release(), "OSVersion": "",
+        "KernelVersion": platform.release(), "OperatingSystem": _os_release("PRETTY_NAME", "Linux"),
+        "OSVersion": _os_release("VERSION_ID", ""),
         "OSType": "linux", "Architecture": platform.machine(),
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {
@@ -103,7 +116,7 @@ async def system_df(ctx: Ctx) -> web.StreamResponse:
                  for img in shapes.sorted_images(store.index.images.values())]
         layers_size = sum(lay.size for lay in store.index.layers.values())
     return json_response({"LayersSize": layers_size, "Images": items, "Containers": [],
-                          "Volumes": [], "BuildCache": [], "BuilderSize": 0})
+                          "Volumes": [], "BuildCache": None, "BuilderSize": 0})
 
 
 def register(router: Router) -> None:
