@@ -1,12 +1,15 @@
-"""The `filters` query parameter and Go's path.Match globs, with dockerd's errors."""
+"""The `filters` query parameter, Go's path.Match globs and prune's `until` times, with dockerd's errors."""
 
 from __future__ import annotations
 
+import calendar
 import functools
 import json
 import re
+import time
 
 from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.transfer.dockerfile import go_duration_ns
 
 
 class Filters:
@@ -225,8 +228,6 @@ def go_parse_time(value: str, layout: str, local_offset: int) -> int:
     year, month, day = fields["2006"], fields["01"], fields["02"]
     if day < 1 or day > _days_in(month, year):
         raise fail("", v, ": day out of range")
-    import calendar
-
     secs = calendar.timegm((year, month, day, fields["15"], fields["04"], fields["05"], 0, 0, 0))
     secs -= local_offset if offset is None else offset
     return secs * 10**9 + nanos
@@ -235,10 +236,6 @@ def go_parse_time(value: str, layout: str, local_offset: int) -> int:
 def parse_until(value: str, now_ns: int | None = None, local_offset: int | None = None) -> int:
     """A prune `until` value (a duration ago, RFC3339-ish in the daemon's zone, or unix
     seconds[.nanos]) → unix nanoseconds, as dockerd's GetTimestamp + ParseTimestamps."""
-    import time
-
-    from dockerremote.transfer.changes import go_duration_ns
-
     now_ns = time.time_ns() if now_ns is None else now_ns
     local_offset = time.localtime().tm_gmtoff if local_offset is None else local_offset
     if value != "0":

@@ -16,6 +16,7 @@ from dockerremote.errors import DockerRemoteError, InvalidArgument
 from dockerremote.oci.config import format_time
 from dockerremote.store.images import DeleteRecord, ImageStore
 from dockerremote.store.index import ImageRecord
+from dockerremote.transfer.dockerfile import go_duration_ns
 
 LIST_FILTERS = {"dangling", "label", "before", "since", "reference"}
 PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
@@ -162,6 +163,4 @@ def register(router: Router) -> None:
 
 def go_duration(text: str) -> float:
     """A Go duration in seconds (ValueError if it is not one); kept for routes/events.py."""
-    from dockerremote.transfer.changes import go_duration_ns
-
     return go_duration_ns(text) / 1e9
