@@ -586,3 +586,27 @@ def test_delete_during_save_gets_whole_archive_then_404(daemon: Engine) -> None:
     assert os.listdir(daemon.data_root / "blobs" / "sha256") == []
     r = daemon.request("GET", "/images/race:1/get")
     assert (r.status, r.json()) == (404, {"message": "reference does not exist"})  # dockerd's text for a tag
+
+
+def test_save_of_a_corrupt_blob_is_cut_not_completed(daemon: Engine) -> None:
+    """A stored layer that no longer hashes to its DiffID: the client must see a broken transfer."""
+    data = make_tar({"c/data": os.urandom(3 << 20)})
+    daemon.docker("import", "-", "corrupt:1", input=data, check=True)
+    blob = daemon.data_root / "blobs" / "sha256" / sha(data)[7:]  # stored as sent: plain tar
+    raw = bytearray(blob.read_bytes())
+    raw[2_000_000] ^= 1
+    blob.write_bytes(bytes(raw))
+    r = daemon.docker("save", "-o", str(daemon.workdir / "out.tar"), "corrupt:1")
+    assert r.returncode == 1 and b"unexpected EOF" in r.stderr
+
+
+def test_tar_header_past_8gib_uses_a_pax_size_record() -> None:
+    from dockerremote.oci.tarscan import TarReader
+    from dockerremote.transfer.archive import tar_header
+
+    seen = []
+    reader = TarReader(on_member=seen.append)
+    reader.feed(tar_header("a" * 64 + "/layer.tar", 9 << 30, 1_700_000_000))
+    assert [(m.name, m.size) for m in seen] == [("a" * 64 + "/layer.tar", 9 << 30)]
+    small = tar_header("x/VERSION", 3, 0)
+    assert len(small) == 512 and small[124:136] == b"00000000003\0" and small[257:265] == b"ustar\x0000"

@@ -32,30 +32,28 @@ async def save_many(ctx: Ctx) -> web.StreamResponse:
 async def _save(ctx: Ctx, names: list[str]) -> web.StreamResponse:
     # Every lookup error happens here, before the 200: unknown names are real HTTP errors.
     plan = await asyncio.to_thread(plan_save, ctx.store, names)
+    resp = web.StreamResponse(status=200)
+    resp.content_type = "application/x-tar"
+    resp.enable_chunked_encoding()
     try:
-        resp = web.StreamResponse(status=200)
-        resp.content_type = "application/x-tar"
-        resp.enable_chunked_encoding()
         await resp.prepare(ctx.request)
         for img in plan.images:
             ctx.events.image("save", img.id, img.id, img.labels)
-        try:
-            await write_archive(ctx.store, plan.members, resp.write)
-        except (SaveAborted, OSError) as exc:
-            # The status is sent: cut the connection so the client sees a broken transfer,
-            # never a well-formed but incomplete tar.
-            if isinstance(exc, SaveAborted):
-                log.error("save aborted: %s", exc)
-            if ctx.request.transport is not None:
-                ctx.request.transport.abort()
-            return resp
+        await write_archive(ctx.store, plan.members, resp.write)
         # Leases go (and a racing delete's leftovers are collected) before the last chunk,
         # so a client that has read the whole archive sees the store settled.
         await asyncio.to_thread(plan.release)
         await resp.write_eof()
-        return resp
+    except (SaveAborted, OSError) as exc:
+        # The status is sent: cut the connection so the client sees a broken transfer, never
+        # a well-formed but incomplete tar. (OSError: the client went away, nothing to tell.)
+        if not isinstance(exc, ConnectionError):
+            log.error("save aborted: %s", exc)
+        if ctx.request.transport is not None:
+            ctx.request.transport.abort()
     finally:
         await asyncio.to_thread(plan.release)
+    return resp
 
 
 async def _body(ctx: Ctx) -> AsyncIterator[bytes]:
@@ -93,19 +91,28 @@ async def load(ctx: Ctx) -> web.StreamResponse:
     async def on_message(text: str) -> None:
         await stream.send({"stream": text} if text else {})
 
+    error: str | None = None
     try:
         images = await load_archive(ctx.store, _body(ctx), arch=host_arch(), on_message=on_message,
                                     on_layer=None if quiet else on_layer)
         for img in images:
             ctx.events.image("load", img.id, img.id, img.labels)
     except DockerRemoteError as exc:
-        await _drain(ctx)
-        await stream.fail(exc.message)
+        error = exc.message
+    except ConnectionError:
+        pass  # writing a line failed: the client is gone; load_archive has cleaned up
     except Exception as exc:  # our side failed: still in-stream, as dockerd does
         log.exception("load failed")
-        await _drain(ctx)
-        await stream.fail(str(exc) or exc.__class__.__name__)
-    return await stream.finish()
+        error = str(exc) or exc.__class__.__name__
+    try:
+        if error is not None:
+            await _drain(ctx)
+            await stream.fail(error)
+        return await stream.finish()
+    except ConnectionError:  # nobody left to tell
+        if ctx.request.transport is not None:
+            ctx.request.transport.abort()
+        return stream.response or web.Response()
 
 
 def register(router: Router) -> None:
