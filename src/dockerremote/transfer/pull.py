@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
@@ -54,12 +55,14 @@ class Repository(Protocol):
 
     async def manifest(self, tag_or_digest: str) -> _Fetched: ...
     async def tags(self) -> list[str]: ...
-    def blob(self, digest: str, size: int | None) -> AsyncIterator[bytes]: ...
+    def blob(self, digest: str, size: int | None,
+             on_retry: Callable[[int, float, Any], Any] | None = None) -> AsyncIterator[bytes]: ...
     async def blob_bytes(self, digest: str, max_size: int) -> bytes: ...
 
 
 class Registries(Protocol):
-    def repository(self, ref: Reference, auth: Any, push: bool = False) -> Repository: ...
+    def repository(self, ref: Reference, auth: Any, push: bool = False,
+                   meta_headers: dict[str, str] | None = None) -> Repository: ...
 
 
 class PullError(DockerRemoteError):
@@ -95,7 +98,7 @@ class Puller:
         self.configs: Scheduler[bytes] = Scheduler(64)
 
     async def pull(self, req: PullRequest, emit: AsyncEmit) -> None:
-        repo = self.registries.repository(req.ref.repository(), req.auth)
+        repo = self.registries.repository(req.ref.repository(), req.auth, meta_headers=req.meta_headers)
         if req.ref.tag is None and req.ref.digest is None:
             tags = await repo.tags()
             changed = False
@@ -173,7 +176,10 @@ class Puller:
         try:
             config = await config_handle.result()
         except DockerRemoteError as exc:
-            raise PullError(f"error pulling image configuration: {exc.message}") from exc
+            text = exc.message
+            if isinstance(exc, DigestMismatch):
+                text = f"image config verification failed for digest {m.config.digest}"
+            raise PullError(f"error pulling image configuration: {text}") from exc
         summary = _summary(config)
         if len(summary.diff_ids) != len(m.layers):
             raise PullError(ROOTFS_MISMATCH)
@@ -246,9 +252,15 @@ class Puller:
             publish(Event(Kind.DOWNLOADED, sid))
             return stored
         meter = ByteMeter(sid, Kind.DOWNLOADING, desc.size, publish)
+
+        def on_retry(failures: int, delay: float, error: Any) -> None:
+            if delay > 0:  # a resume after a cut is immediate and not worth a line
+                publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
+
         ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
         try:
-            await pump(_counted(repo.blob(desc.digest, desc.size or None), meter, desc), ingest.feed)
+            source = repo.blob(desc.digest, desc.size or None, on_retry)
+            await pump(_counted(source, meter, desc), ingest.feed)
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
             if ingest.digest != desc.digest:
