@@ -25,9 +25,7 @@ class LayerIngest:
 
     def __init__(self, content: ContentStore, measure: bool = True, expected_digest: str | None = None) -> None:
         self._writer = content.writer()
-        self._head = b""
-        self._kind: str | None = None
-        self._dec: compression.Decompressor | None = None
+        self._inflater = compression.Inflater(self._uncompressed)
         self._diff = hashlib.sha256()
         self._meter = LayerMeter() if measure else None
         self.uncompressed_size = 0
@@ -51,38 +49,20 @@ class LayerIngest:
         self._writer.write(data)
         if self._data_error is not None:
             return
-        if self._expected_digest is None:
-            self._decode(data)
-            return
         try:
             self._decode(data)
         except DockerRemoteError as exc:
-            self._data_error = exc
+            if self._expected_digest is None:
+                raise
+            self._data_error = exc  # reported at finish(), unless the digest says more
 
     def _decode(self, data: bytes) -> None:
-        if self._kind is None:
-            self._head += data
-            if len(self._head) < compression.MAGIC_LEN:
-                return
-            self._start()
-            data, self._head = self._head, b""
-        self._consume(data)
-
-    def _start(self) -> None:
-        self._kind = compression.detect(self._head)
-        self._dec = compression.decompressor(self._kind)
-
-    def _consume(self, data: bytes) -> None:
-        assert self._dec is not None
         try:
-            out = self._dec.feed(data)
-        except Exception as exc:  # zlib.error, lzma.LZMAError, zstd errors: all bad input
+            self._inflater.feed(data)
+        except compression.DecompressError as exc:
             raise InvalidArgument(f"invalid layer data: {exc}") from exc
-        self._uncompressed(out)
 
     def _uncompressed(self, out: bytes) -> None:
-        if not out:
-            return
         self.uncompressed_size += len(out)
         self._diff.update(out)
         if self._meter is not None:
@@ -99,14 +79,9 @@ class LayerIngest:
                     raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {self._writer.digest}")
                 if self._data_error is not None:
                     raise self._data_error
-            if self._kind is None:
-                self._start()
-                if self._head:
-                    self._consume(self._head)
-            assert self._dec is not None
             try:
-                self._uncompressed(self._dec.finish())
-            except (ValueError, EOFError) as exc:
+                self._inflater.finish()
+            except compression.DecompressError as exc:
                 raise InvalidArgument(f"invalid layer data: {exc}") from exc
             if self._meter is not None and self.uncompressed_size:
                 try:
@@ -118,7 +93,7 @@ class LayerIngest:
                 raise DigestMismatch(f"layer DiffID mismatch: expected {expected_diff_id}, got {diff_id}")
             size = self._writer.size
             digest = self._writer.commit(expected_digest)
-            return LayerRecord(digest, diff_id, self._kind or compression.NONE,
+            return LayerRecord(digest, diff_id, self._inflater.kind or compression.NONE,
                                self._meter.size if self._meter else 0, size)
         finally:
             self._writer.abort()

@@ -21,13 +21,10 @@ the store exactly as it was.
 from __future__ import annotations
 
 import asyncio
-import bz2
 import contextlib
 import hashlib
 import json
-import lzma
 import posixpath
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
@@ -42,7 +39,6 @@ from dockerremote.store.images import ImageStore
 from dockerremote.store.index import ImageRecord, LayerRecord
 from dockerremote.transfer.ingest import LayerIngest, pump
 
-OUT_CHUNK = 1 << 20           # largest piece the outer decompressor hands on
 SNIFF = 512                   # bytes looked at before choosing a member's fate
 SMALL = 4096                  # members this small are simply kept in memory
 JSON_CAP = 16 << 20           # largest JSON member kept in memory
@@ -129,140 +125,6 @@ def manifest_path(path: Any, what: str) -> str:
     return inside
 
 
-# -- bounded decompression of the outer stream ------------------------------------------------
-
-def _gzip_module() -> Any:
-    try:  # isal inflates ~3x faster than zlib, with the same streaming API
-        from isal import isal_zlib  # type: ignore[import-not-found]
-
-        return isal_zlib
-    except ImportError:
-        return zlib
-
-
-_GZ = _gzip_module()
-_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
-    zlib.error, _GZ.error, OSError, EOFError, lzma.LZMAError, ValueError)
-
-
-class _Inflate:
-    """Bytes in, bounded pieces of the decompressed stream out to `sink` (kind by magic).
-
-    Only the decompressor's own complaints become "Error processing tar file"; whatever
-    the sink raises passes through untouched.
-    """
-
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
-        self._sink = sink
-        self._head = b""
-        self._kind: str | None = None
-        self._d: Any = None
-        self._zstd: Any = None
-        self._zstd_sink: _Sink | None = None
-
-    def feed(self, data: bytes) -> None:
-        if self._kind is None:
-            self._head += data
-            if len(self._head) < compression.MAGIC_LEN:
-                return
-            data, self._head = self._head, b""
-            self._start(compression.detect(data))
-        self._feed(data)
-
-    def finish(self) -> None:
-        if self._kind is None:
-            head, self._head = self._head, b""
-            self._start(compression.detect(head))
-            if head:
-                self._feed(head)
-        if self._kind in (compression.GZIP, compression.BZIP2, compression.XZ):
-            if not self._d.eof:
-                self._drain(b"")  # whatever output the decompressor still holds
-            if not self._d.eof:
-                raise _tar_error("unexpected EOF")
-        elif self._kind == compression.ZSTD:
-            self._zstd_call(self._zstd.flush)
-
-    def _start(self, kind: str) -> None:
-        self._kind = kind
-        if kind == compression.ZSTD:
-            import zstandard
-
-            self._zstd_sink = _Sink(self._sink)
-            self._zstd = zstandard.ZstdDecompressor().stream_writer(self._zstd_sink, write_size=OUT_CHUNK)
-        elif kind != compression.NONE:
-            self._d = self._new()
-
-    def _new(self) -> Any:
-        if self._kind == compression.GZIP:
-            return _GZ.decompressobj(wbits=31)
-        if self._kind == compression.BZIP2:
-            return bz2.BZ2Decompressor()
-        return lzma.LZMADecompressor()
-
-    def _feed(self, data: bytes) -> None:
-        if self._kind == compression.NONE:
-            if data:
-                self._sink(data)
-        elif self._kind == compression.ZSTD:
-            self._zstd_call(self._zstd.write, data)
-        else:
-            self._drain(data)
-
-    def _zstd_call(self, fn: Callable[..., Any], *args: Any) -> None:
-        assert self._zstd_sink is not None
-        try:
-            fn(*args)
-        except Exception as exc:
-            failure, self._zstd_sink.failure = self._zstd_sink.failure, None
-            if failure is not None:
-                raise failure from None  # the sink's own error, raised through zstd's C code
-            raise _tar_error(str(exc)) from exc
-
-    def _decompress(self, data: bytes) -> bytes:
-        try:
-            return self._d.decompress(data, OUT_CHUNK)
-        except _DECOMPRESS_ERRORS as exc:
-            raise _tar_error(str(exc)) from exc
-
-    def _drain(self, data: bytes) -> None:
-        """Decompress `data` fully, OUT_CHUNK at a time; restart on concatenated streams."""
-        while True:
-            d = self._d
-            out = self._decompress(data)
-            if self._kind == compression.GZIP:
-                data = d.unconsumed_tail
-                more = bool(data) or len(out) == OUT_CHUNK
-            else:
-                data = b""
-                more = not d.eof and not d.needs_input
-            if out:
-                self._sink(out)
-            if d.eof:
-                rest = d.unused_data + data
-                if not rest:
-                    return
-                self._d = self._new()  # pigz, pbzip2 and xz may concatenate streams
-                data = rest
-                continue
-            if not more:
-                return
-
-
-class _Sink:
-    def __init__(self, fn: Callable[[bytes], None]) -> None:
-        self._fn = fn
-        self.failure: BaseException | None = None
-
-    def write(self, data: bytes) -> int:
-        try:
-            self._fn(bytes(data))
-        except BaseException as exc:
-            self.failure = exc
-            raise
-        return len(data)
-
-
 # -- the member walker -----------------------------------------------------------------------
 
 class _MemberSink:
@@ -344,15 +206,21 @@ class LoadSession:
         self._budget = METADATA_BUDGET
         self._current: tuple[str, _MemberSink] | None = None
         self._tar = TarReader(on_member=self._on_member, on_data=self._on_data)
-        self._inflate = _Inflate(self._feed_tar)
+        self._inflate = compression.Inflater(self._feed_tar)
 
     # -- reading ------------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
-        self._inflate.feed(data)
+        try:
+            self._inflate.feed(data)
+        except compression.DecompressError as exc:
+            raise _tar_error(str(exc)) from exc
 
     def finish(self) -> None:
-        self._inflate.finish()
+        try:
+            self._inflate.finish()
+        except compression.DecompressError as exc:
+            raise _tar_error(str(exc)) from exc
         try:
             self._tar.finish()
         except TarError as exc:
