@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS layers (
     diff_id     TEXT NOT NULL,
     compression TEXT NOT NULL,
     size        INTEGER NOT NULL,   -- content size as dockerd reports it
-    blob_size   INTEGER NOT NULL
+    blob_size   INTEGER NOT NULL,
+    tar_size    INTEGER NOT NULL    -- uncompressed tar bytes (what docker save writes)
 );
 CREATE TABLE IF NOT EXISTS images (
     id            TEXT PRIMARY KEY,  -- sha256 of the config blob
@@ -42,12 +43,6 @@ CREATE TABLE IF NOT EXISTS refs (
     name     TEXT PRIMARY KEY,       -- fully qualified: docker.io/library/x:1 or ...@sha256:...
     image_id TEXT NOT NULL REFERENCES images(id)
 );
--- Uncompressed tar size of a layer blob (what docker save writes in its tar header). A pure
--- function of the blob's bytes, so a row can never be stale; it is tiny and outlives GC harmlessly.
-CREATE TABLE IF NOT EXISTS layer_tar_sizes (
-    blob_digest TEXT PRIMARY KEY,
-    tar_size    INTEGER NOT NULL
-);
 """
 
 
@@ -58,6 +53,7 @@ class LayerRecord:
     compression: str
     size: int
     blob_size: int
+    tar_size: int  # uncompressed bytes of the layer tar
 
 
 @dataclass
@@ -141,9 +137,9 @@ class Index:
                 image.seq = self._seq
             with self._tx():
                 if existing is None:
-                    self._db.executemany("INSERT INTO layers VALUES (?,?,?,?,?)",
+                    self._db.executemany("INSERT INTO layers VALUES (?,?,?,?,?,?)",
                                          [(lay.blob_digest, lay.diff_id, lay.compression, lay.size,
-                                           lay.blob_size) for lay in new_layers])
+                                           lay.blob_size, lay.tar_size) for lay in new_layers])
                     self._db.execute(
                         "INSERT INTO images VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (image.id, image.created, image.created_unix,
@@ -217,18 +213,6 @@ class Index:
                                      [(d,) for d in blob_digests])
             for d in blob_digests:
                 self.layers.pop(d, None)
-
-    # -- uncompressed sizes of layer blobs (filled by load, or lazily by save) -------------
-
-    def tar_size(self, blob_digest: str) -> int | None:
-        with self.lock:
-            row = self._db.execute("SELECT tar_size FROM layer_tar_sizes WHERE blob_digest=?",
-                                   (blob_digest,)).fetchone()
-        return row[0] if row else None
-
-    def set_tar_size(self, blob_digest: str, size: int) -> None:
-        with self.lock:
-            self._db.execute("INSERT OR REPLACE INTO layer_tar_sizes VALUES (?,?)", (blob_digest, size))
 
     def _tx(self):  # type: ignore[no-untyped-def]
         return _Transaction(self._db)

@@ -240,23 +240,8 @@ def _open_decompressed(raw: BinaryIO, kind: str) -> BinaryIO:
 
 
 def layer_tar_size(store: ImageStore, layer: LayerRecord) -> int:
-    """The layer's uncompressed size: known for plain blobs, cached, or measured once."""
-    if layer.compression == compression.NONE:
-        return layer.blob_size
-    cached = store.index.tar_size(layer.blob_digest)
-    if cached is not None:
-        return cached
-    reader = LayerReader(store.content.path(layer.blob_digest), layer.compression)
-    try:
-        while reader.read():
-            pass
-    finally:
-        reader.close()
-    if reader.digest != layer.diff_id:
-        raise DockerRemoteError(f"layer {layer.blob_digest} is corrupt: its DiffID is {reader.digest}, "
-                                f"expected {layer.diff_id}")
-    store.index.set_tar_size(layer.blob_digest, reader.size)
-    return reader.size
+    """The layer's uncompressed size, measured when the layer came in."""
+    return layer.blob_size if layer.compression == compression.NONE else layer.tar_size
 
 
 # -- the plan: which images, which files, in which order ----------------------------------------

@@ -94,7 +94,7 @@ class LayerIngest:
             size = self._writer.size
             digest = self._writer.commit(expected_digest)
             return LayerRecord(digest, diff_id, self._inflater.kind or compression.NONE,
-                               self._meter.size if self._meter else 0, size)
+                               self._meter.size if self._meter else 0, size, self.uncompressed_size)
         finally:
             self._writer.abort()
 

@@ -185,7 +185,6 @@ class _MemberSink:
             except DockerRemoteError as exc:
                 self._fail(exc.message)
             else:
-                self._session.tar_sizes[layer.blob_digest] = self._ingest.uncompressed_size
                 return _Blob("layer", self.size, layer=layer)
         return _Blob("failed", self.size, error=self._error)
 
@@ -201,7 +200,6 @@ class LoadSession:
         self.store = store
         self.arch = arch
         self.members: dict[str, _Blob | _Link | _Special] = {}
-        self.tar_sizes: dict[str, int] = {}  # blob digest → uncompressed size, for compressed layers
         self._leases = contextlib.ExitStack()
         self._budget = METADATA_BUDGET
         self._current: tuple[str, _MemberSink] | None = None
@@ -314,7 +312,6 @@ class LoadSession:
                 ingest.abort()
                 blob.kind, blob.error, blob.data = "failed", exc.message, None
             else:
-                self.tar_sizes[layer.blob_digest] = ingest.uncompressed_size
                 blob.kind, blob.layer, blob.data = "layer", layer, None
         if blob.kind != "layer" or blob.layer is None:
             raise LoadError(f"invalid layer {path}: {blob.error or 'not a layer tar'}")
@@ -452,11 +449,7 @@ class LoadSession:
                 zip(image.layers, image.file_sizes, chain_ids(image.summary.diff_ids)) if not users[chain]]
 
     def commit(self, image: LoadImage) -> tuple[ImageRecord, dict[str, str]]:
-        record, moved = self.store.commit_image(image.config, image.layers, image.summary, refs=image.tags)
-        for layer in image.layers:  # what save needs for its tar header, known for free here
-            if layer.compression != compression.NONE and layer.blob_digest in self.tar_sizes:
-                self.store.index.set_tar_size(layer.blob_digest, self.tar_sizes[layer.blob_digest])
-        return record, moved
+        return self.store.commit_image(image.config, image.layers, image.summary, refs=image.tags)
 
 
 def _check_config(config: bytes, path: str) -> ConfigSummary:
