@@ -304,6 +304,22 @@ class HoldingProxy(FaultProxy):
         for _, _, gate, _ in self._holds:
             self._loop.call_soon_threadsafe(gate.set)
 
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # The daemon tries https first on loopback registries; a plain-HTTP server answers a TLS
+        # ClientHello at once (Go's says 400), so the client falls back to http without waiting
+        # for its connect timeout. FaultProxy alone would wait for a request head forever.
+        try:
+            first = await reader.readexactly(1)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        if first == b"\x16":
+            writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+            writer.close()
+            return
+        reader._buffer[0:0] = first  # put the byte back (StreamReader has no unread)
+        await super()._client(reader, writer)
+
     async def _relay(self, method, up, writer, seen, fault):  # type: ignore[no-untyped-def,override]
         for digest, after, gate, reached in self._holds:
             if method == "GET" and seen.path.endswith("/blobs/" + digest) and not gate.is_set():
