@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -158,7 +159,12 @@ async def distribution_inspect(ctx: Ctx) -> web.StreamResponse:
     if ref.familiar_name == "scratch":
         raise InvalidArgument("'scratch' is a reserved name")
     repo = puller(ctx).registries.repository(ref.repository(), _auth(ctx))
-    fetched = await repo.manifest(ref.digest or ref.tagged_or_latest().tag or "latest")
+    try:
+        fetched = await repo.manifest(ref.digest or ref.tagged_or_latest().tag or "latest")
+    except DockerRemoteError as exc:
+        exc.message = _bare(exc.message)  # this endpoint shows the registry's error as is
+        exc.args = (exc.message,)
+        raise
     if ref.digest is not None and fetched.digest != ref.digest:
         raise DockerRemoteError(f"manifest verification failed for digest {ref.digest}")
     m = mf.parse(fetched.data, fetched.media_type, str(ref))
@@ -169,6 +175,15 @@ async def distribution_inspect(ctx: Ctx) -> web.StreamResponse:
         platforms = await _config_platform(repo, m)
     descriptor = {"mediaType": m.media_type, "digest": fetched.digest, "size": len(fetched.data)}
     return json_response({"Descriptor": descriptor, "Platforms": platforms})
+
+
+_PULL_PREFIX = re.compile(r"^(?:manifest for \S+ not found|repository \S+ not found|pull access denied for "
+                          r"\S+, repository does not exist or may require 'docker login'): ")
+
+
+def _bare(text: str) -> str:
+    """The registry's own error, without the words dockerd adds to it for a pull."""
+    return _PULL_PREFIX.sub("", text, count=1)
 
 
 async def _config_platform(repo: Any, m: mf.ImageManifest) -> list[dict[str, Any]] | None:
