@@ -149,7 +149,10 @@ async def _import_url(ctx: Ctx, stream: JsonStream, req: ImportRequest, url: str
                     if throttle.update(current):
                         await stream.send(progress_message("Importing", current, total))
                 if throttle.finish(current):
+                    # dockerd reaches this state on a read that returns only EOF: its progress
+                    # output marks that "last update" with an empty message after the line
                     await stream.send(progress_message("Importing", current, total))
+                    await stream.send({})
 
             return await import_image(ctx.store, req, chunks())
 
