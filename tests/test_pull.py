@@ -532,3 +532,85 @@ def test_distribution_inspect(daemon: Engine, registry: Registry, app: tuple[Pus
     assert r.status == 404
     r = daemon.request("GET", f"/v1.41/distribution/{pushed.config_digest}/json")
     assert (r.status, r.json()) == (500, {"message": "no manifest found for full image ID"})
+
+
+# -- faults between the daemon and the registry -----------------------------------------------------
+
+def test_dropped_connection_is_resumed(daemon: Engine, registry: Registry,  # noqa: F811
+                                       proxy: HoldingProxy, big: Pushed) -> None:
+    proxy.drop_after(300_000, match=big.layer_digests[0])
+    r = pull(daemon, f"{proxy.host}/team/big", "1")
+    assert statuses(r)[-1][1] == f"Status: Downloaded newer image for {proxy.host}/team/big:1", r.body
+    ranged = [s for s in proxy.requests(big.layer_digests[0], "GET") if "range" in s.headers]
+    assert ranged and ranged[0].headers["range"] == "bytes=300000-"
+    assert inspect(daemon, f"{proxy.host}/team/big:1")["RootFS"]["Layers"] == big.diff_ids
+
+
+def test_flipped_byte_is_caught_and_nothing_is_stored(daemon: Engine, registry: Registry,  # noqa: F811
+                                                      proxy: HoldingProxy, big: Pushed) -> None:
+    bad = big.layer_digests[1]
+    proxy.flip_byte(100, match=bad)
+    r = pull(daemon, f"{proxy.host}/team/big", "1")
+    assert r.status == 200
+    msg = f"filesystem layer verification failed for digest {bad}"
+    assert r.lines()[-1] == {"errorDetail": {"message": msg}, "error": msg}
+    assert not blob_path(daemon, bad).exists()
+    assert json.loads(daemon.request("GET", "/v1.41/images/json").body) == []
+    assert not any((daemon.data_root / "ingest").iterdir())  # no partial file left behind
+    # the CLI shows the same; a clean retry then works
+    proxy.flip_byte(100, match=bad)
+    cli = daemon.docker("pull", f"{proxy.host}/team/big:1")
+    assert cli.returncode != 0 and msg in cli.stderr.decode()
+    assert daemon.docker("pull", f"{proxy.host}/team/big:1").returncode == 0
+    assert blob_path(daemon, bad).exists()
+
+
+def test_429_and_503_are_retried(daemon: Engine, registry: Registry,  # noqa: F811
+                                 proxy: HoldingProxy, big: Pushed) -> None:
+    proxy.respond(503, match="/manifests/")
+    proxy.respond(429, match=big.layer_digests[2], method="GET", headers={"Retry-After": "1"})
+    r = pull(daemon, f"{proxy.host}/team/big", "1")
+    st = statuses(r)
+    assert st[-1][1] == f"Status: Downloaded newer image for {proxy.host}/team/big:1", r.body
+    assert (big.layer_digests[2][7:19], "Retrying in 1 second") in st
+    assert [s.status for s in proxy.requests(big.layer_digests[2], "GET")][:2] == [429, 200]
+    assert not proxy.pending()
+
+
+# -- credentials ----------------------------------------------------------------------------------
+
+def _login(daemon: Engine, reg: Registry) -> None:
+    """What `docker login` leaves behind: the CLI then sends X-Registry-Auth on pull."""
+    import base64
+
+    cfg = daemon.workdir / "docker-config"
+    cfg.mkdir(exist_ok=True)
+    auth = base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {reg.host: {"auth": auth}}}))
+
+
+@pytest.mark.parametrize("auth", ["basic", "token"])
+def test_pull_with_credentials(daemon: Engine, auth: str) -> None:
+    from tests.support.registry import start_registry
+
+    reg = start_registry(auth=auth)
+    try:
+        p = push_image(reg, "private/app", "1", [make_layer(90, 8 * KB)])
+        name = f"{reg.host}/private/app:1"
+        anonymous = daemon.docker("pull", name)
+        assert anonymous.returncode != 0
+        _login(daemon, reg)
+        daemon.docker("pull", name, check=True)
+        assert inspect(daemon, name)["Id"] == p.config_digest
+        # docker-py with explicit credentials, for a tag the CLI did not pull
+        push_image(reg, "private/app", "2", [make_layer(91, 8 * KB)])
+        img = daemon.client().images.pull(f"{reg.host}/private/app", tag="2",
+                                          auth_config={"username": reg.username, "password": reg.password})
+        assert img.tags == [f"{reg.host}/private/app:2"]
+        import docker.errors
+
+        with pytest.raises(docker.errors.APIError):
+            daemon.client().images.pull(f"{reg.host}/private/app", tag="2",
+                                        auth_config={"username": reg.username, "password": "wrong"})
+    finally:
+        reg.stop()
