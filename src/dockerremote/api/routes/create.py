@@ -87,9 +87,9 @@ async def import_(ctx: Ctx) -> web.StreamResponse:
             raise
         await stream.fail(exc.message)
         return await stream.finish()
-    ctx.events.image("import", image.id, image.id, image.labels)
-    if ref is not None:
+    if ref is not None:  # dockerd tags before it logs the import
         ctx.events.image("tag", image.id, ref.familiar, image.labels)
+    ctx.events.image("import", image.id, image.id, image.labels)
     await stream.send({"status": image.id})
     return await stream.finish()
 

@@ -13,6 +13,7 @@ from dockerremote.api import shapes
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import json_response
 from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.events import Event
 from dockerremote.oci.config import format_time
 from dockerremote.store.images import DeleteRecord, ImageStore
 from dockerremote.store.index import ImageRecord
@@ -147,7 +148,18 @@ async def prune_images(ctx: Ctx) -> web.StreamResponse:
         # label! values must all match to spare an image (dockerd's matchLabels)
         return f.contains("label!") and f.match_kv_list("label!", img.labels)
 
+    with ctx.store.index.lock:  # who is who before the prune, to name the events after it
+        owners = {shapes.stored_ref(n).familiar: img for img in ctx.store.index.images.values()
+                  for n in img.refs}
+        images = dict(ctx.store.index.images)
     records, reclaimed = await asyncio.to_thread(ctx.store.prune, dangling, keep)
+    for r in records:
+        if r.untagged and r.untagged in owners:
+            img = owners[r.untagged]
+            ctx.events.image("untag", img.id, img.id, img.labels)
+        elif r.deleted in images:
+            ctx.events.image("delete", r.deleted, r.deleted)
+    ctx.events.publish(Event("image", "prune", "", {"reclaimed": str(reclaimed)}))
     return json_response({"ImagesDeleted": _records(records) or None, "SpaceReclaimed": reclaimed})
 
 
