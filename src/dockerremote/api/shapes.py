@@ -50,9 +50,9 @@ def created_unix(image: ImageRecord) -> int:
 
 
 def sorted_images(images: Iterable[ImageRecord]) -> list[ImageRecord]:
-    """Newest first by Created seconds, as dockerd sorts (its tie order is arbitrary; ours is
-    the full-precision time, then the ID)."""
-    return sorted(images, key=lambda i: (i.created_unix, created_ns(i), i.id), reverse=True)
+    """Newest first by Created seconds, as dockerd sorts (its order within a second is
+    arbitrary; ours is the order the images arrived in the store, newest first)."""
+    return sorted(images, key=lambda i: (i.created_unix, i.seq), reverse=True)
 
 
 def split_refs(store: ImageStore, image: ImageRecord, keep=None) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
@@ -78,8 +78,15 @@ def shared_sizes(store: ImageStore, image: ImageRecord) -> int:
 
 
 def sorted_map(value: Any) -> Any:
-    """A Go map marshals with its keys sorted."""
-    return dict(sorted(value.items())) if isinstance(value, dict) else value
+    """A Go map marshals with its keys sorted (most stored configs already are: check first)."""
+    if not isinstance(value, dict):
+        return value
+    prev = None
+    for k in value:
+        if prev is not None and k < prev:
+            return dict(sorted(value.items()))
+        prev = k
+    return value
 
 
 def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
