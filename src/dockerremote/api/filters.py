@@ -132,6 +132,14 @@ def glob_match(pattern: str, name: str) -> bool:
     return _compile_glob(pattern).match(name) is not None
 
 
+def compile_glob_or_none(pattern: str) -> re.Pattern[str] | None:
+    """The compiled glob, or None for a malformed one (the caller decides when that fails)."""
+    try:
+        return _compile_glob(pattern)
+    except BadPattern:
+        return None
+
+
 # -- `until` (dockerd's timetypes.GetTimestamp, with Go's time.Parse errors) -------------
 
 _STD = ("2006", "01", "02", "15", "04", "05", ".999999999", "Z07:00")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+from dockerremote.api.jsonstream import dumps
 from dockerremote.api.versions import ApiVersion
 from dockerremote.errors import DockerRemoteError
 from dockerremote.oci.config import container_config, format_time, normalize_time, parse_time
@@ -55,15 +56,24 @@ def sorted_images(images: Iterable[ImageRecord]) -> list[ImageRecord]:
     return sorted(images, key=lambda i: (i.created_unix, i.seq), reverse=True)
 
 
-def split_refs(store: ImageStore, image: ImageRecord, keep=None) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
-    """(RepoTags, RepoDigests) as familiar strings sorted by the full name."""
+@functools.lru_cache(maxsize=1 << 17)
+def _familiar(name: str) -> tuple[str, str, bool]:
+    """(familiar string, familiar name, is a digest ref) of a stored ref: computed once per name."""
+    ref = stored_ref(name)
+    return ref.familiar, ref.familiar_name, ref.digest is not None
+
+
+def split_refs(store: ImageStore, image: ImageRecord,
+               keep: Callable[[str, str], bool] | None = None) -> tuple[list[str], list[str]]:
+    """(RepoTags, RepoDigests) as familiar strings sorted by the full name; `keep(familiar,
+    familiar_name)` selects refs (the list's reference filter)."""
     tags: list[str] = []
     digests: list[str] = []
-    for name in sorted(image.refs):
-        ref = stored_ref(name)
-        if keep is not None and not keep(ref):
+    for name in sorted(image.refs) if len(image.refs) > 1 else image.refs:
+        familiar, familiar_name, is_digest = _familiar(name)
+        if keep is not None and not keep(familiar, familiar_name):
             continue
-        (digests if ref.digest else tags).append(ref.familiar)
+        (digests if is_digest else tags).append(familiar)
     return tags, digests
 
 
@@ -108,6 +118,24 @@ def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
     if version.has("virtual_size"):
         item["VirtualSize"] = image.size
     return item
+
+
+_ITEM_JSON: dict[tuple, str] = {}
+_ITEM_JSON_MAX = 1 << 16
+
+
+def list_item_json(store: ImageStore, image: ImageRecord, version: ApiVersion, tags: list[str],
+                   digests: list[str], virtual_size: bool) -> str:
+    """list_item as compact JSON, memoized: an image's config never changes, so its item only
+    changes with the refs shown, which are part of the key. Keeps a 10k-image list cheap.
+    `virtual_size` is version.has("virtual_size"), asked once per request by the caller."""
+    key = (image.id, tuple(tags), tuple(digests), virtual_size)
+    text = _ITEM_JSON.get(key)
+    if text is None:
+        if len(_ITEM_JSON) >= _ITEM_JSON_MAX:
+            _ITEM_JSON.clear()
+        text = _ITEM_JSON[key] = dumps(list_item(store, image, version, tags=tags, digests=digests))
+    return text
 
 
 def go_container_config(raw: Any) -> dict[str, Any]:

@@ -43,10 +43,20 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
         since = shapes.created_ns(store.resolve(v))
     patterns = f.get("reference")
 
-    def keep_ref(ref: reference.Reference) -> bool:
-        return any(flt.glob_match(p, ref.familiar) or flt.glob_match(p, ref.familiar_name)
-                   for p in patterns)
+    globs = [flt.compile_glob_or_none(p) for p in patterns]
 
+    def keep_ref(familiar: str, familiar_name: str) -> bool:
+        """reference.FamiliarMatch over the patterns in order: a bad pattern fails when a ref
+        reaches it (so never in a store without refs), as dockerd's loop does."""
+        for g in globs:
+            if g is None:
+                raise flt.BadPattern()
+            if g.match(familiar) or g.match(familiar_name):
+                return True
+        return False
+
+    virtual_size = ctx.version.has("virtual_size")
+    label_filter = f.contains("label")
     items = []
     with store.index.lock:
         for img in shapes.sorted_images(store.index.images.values()):
@@ -54,7 +64,7 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
                 continue
             if since is not None and shapes.created_ns(img) <= since:
                 continue
-            if not f.match_kv_list("label", img.labels):
+            if label_filter and not f.match_kv_list("label", img.labels):
                 continue
             tags, digests = shapes.split_refs(store, img, keep_ref if patterns else None)
             if not tags and not digests:
@@ -68,8 +78,8 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
                     tags, digests = ["<none>:<none>"], ["<none>@<none>"]
             elif dangling_only and tags:
                 continue
-            items.append(shapes.list_item(store, img, ctx.version, tags=tags, digests=digests))
-    return json_response(items)
+            items.append(shapes.list_item_json(store, img, ctx.version, tags, digests, virtual_size))
+    return web.Response(body=("[" + ",".join(items) + "]\n").encode(), content_type="application/json")
 
 
 async def inspect_image(ctx: Ctx) -> web.StreamResponse:
