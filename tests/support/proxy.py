@@ -26,7 +26,7 @@ COPY = 256 << 10
 
 @dataclass
 class Fault:
-    kind: str                          # "drop", "flip", "respond", "redirect"
+    kind: str                          # "drop", "flip", "respond", "redirect", "norange"
     times: int                         # how many requests it still applies to (-1 = forever)
     match: str = "/blobs/"
     method: str | None = "GET"
@@ -96,6 +96,10 @@ class FaultProxy:
         """Answer with a redirect to location_base + the request path (another origin)."""
         return self._arm(Fault("redirect", times, match, method, status=status,
                                location=location_base.rstrip("/")))
+
+    def ignore_range(self, times: int = 1, match: str = "/blobs/", method: str | None = "GET") -> Fault:
+        """Forward without the Range header: a registry (or CDN) that ignores Range answers 200."""
+        return self._arm(Fault("norange", times, match, method))
 
     def clear(self) -> None:
         with self._lock:
@@ -169,7 +173,12 @@ class FaultProxy:
         try:
             while True:
                 try:
-                    head = await reader.readuntil(b"\r\n\r\n")
+                    first = await reader.readexactly(1)
+                    if not first.isalpha():  # a TLS hello or garbage: answer as Go's server does
+                        writer.write(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                        await writer.drain()
+                        return
+                    head = first + await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
                 method, path, headers = _parse_request(head)
@@ -185,6 +194,9 @@ class FaultProxy:
                     seen.fault, seen.status = fault.kind, fault.status
                     await self._answer(writer, fault, path)
                     continue
+                if fault and fault.kind == "norange":
+                    head = b"\r\n".join(line for line in head.split(b"\r\n")
+                                         if not line.lower().startswith(b"range:"))
                 if up is None:
                     up = await asyncio.open_connection(*self.upstream, limit=MAX_HEAD)
                 up[1].write(head + body)
@@ -194,6 +206,8 @@ class FaultProxy:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return  # stop(): end quietly (3.11's stream callback would log a cancelled task)
         finally:
             self._tasks.discard(task)
             for w in (writer, up[1] if up else None):
@@ -224,6 +238,8 @@ class FaultProxy:
         if fault:
             seen.fault = fault.kind
         sent = 0
+        if fault and fault.kind not in ("drop", "flip"):
+            fault = None
 
         async def emit(data: bytes) -> bool:
             """Send body bytes; False once a drop fault cut the connection."""

@@ -1,0 +1,782 @@
+"""The registry client against a real docker-registry (anonymous, htpasswd, token), through a
+fault-injecting proxy where a test needs the network to misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+
+from dockerremote import reference
+from dockerremote.errors import DigestMismatch
+from dockerremote.registry import errors as rerr
+from dockerremote.registry.auth import AuthConfig, TokenCache, decode_registry_auth, parse_challenges
+from dockerremote.registry.client import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Registries,
+                                          Repository)
+from dockerremote.registry.hosts import Endpoint, Hosts, validate_mirror
+from dockerremote.registry.retry import RetryPolicy, parse_retry_after
+from tests.support.proxy import FaultProxy
+from tests.support.registry import Registry, free_port, have_registry, start_registry
+from tests.support.seed import Pushed, make_layer, push_image, push_index, sha256
+
+pytestmark = pytest.mark.skipif(not have_registry(), reason="docker-registry is not installed")
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def collect(repo: Repository, digest: str, size: int | None, on_retry: Any = None) -> bytes:
+    return b"".join([c async for c in repo.blob(digest, size, on_retry=on_retry)])
+
+
+def ref(s: str) -> reference.Reference:
+    return reference.parse(s)
+
+
+class Seeded:
+    """One registry with the images every read-only test uses."""
+
+    def __init__(self, reg: Registry) -> None:
+        self.reg = reg
+        self.docker = push_image(reg, "team/app", "docker", [make_layer(1, 400_000), make_layer(2, 3000)])
+        self.oci = push_image(reg, "team/app", "oci", [make_layer(3, 2000)], fmt="oci", compression="zstd")
+        amd = push_image(reg, "team/app", None, [make_layer(4, 1000)], platform="linux/amd64")
+        arm = push_image(reg, "team/app", None, [make_layer(5, 1000)], fmt="docker", platform="linux/arm64/v8")
+        self.children = {"linux/amd64": amd, "linux/arm64/v8": arm}
+        self.list_digest = push_index(reg, "team/app", "list", self.children)
+        oamd = push_image(reg, "team/app", None, [make_layer(4, 1000)], fmt="oci", platform="linux/amd64")
+        self.index_digest = push_index(reg, "team/app", "index", {"linux/amd64": oamd}, fmt="oci")
+        self.big: Pushed = self.docker
+
+    @property
+    def blob(self) -> tuple[str, int]:
+        return self.docker.layer_digests[0], self.docker.layer_sizes[0]
+
+
+def _seeded(auth: str | None) -> Iterator[Seeded]:
+    reg = start_registry(auth=auth)
+    try:
+        yield Seeded(reg)
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="module")
+def anon() -> Iterator[Seeded]:
+    yield from _seeded(None)
+
+
+@pytest.fixture(scope="module")
+def basic() -> Iterator[Seeded]:
+    yield from _seeded("basic")
+
+
+@pytest.fixture(scope="module")
+def token() -> Iterator[Seeded]:
+    yield from _seeded("token")
+
+
+@pytest.fixture
+def proxy(anon: Seeded) -> Iterator[FaultProxy]:
+    with FaultProxy(anon.reg.port) as px:
+        yield px
+
+
+def creds(reg: Registry, **kw: str) -> AuthConfig:
+    return AuthConfig(username=reg.username, password=reg.password, serveraddress=reg.host, **kw)
+
+
+# --------------------------------------------------------------------------- pure parts
+
+def test_decode_registry_auth_as_dockerd() -> None:
+    doc = {"username": "u", "password": "p@ss", "serveraddress": "r.example"}
+    raw = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode()
+    assert decode_registry_auth(raw) == AuthConfig(username="u", password="p@ss", serveraddress="r.example")
+    assert decode_registry_auth(raw.rstrip("=")) == decode_registry_auth(raw)  # unpadded too
+    upper = base64.urlsafe_b64encode(json.dumps({"Username": "u", "Password": "p"}).encode()).decode()
+    assert decode_registry_auth(upper) == AuthConfig(username="u", password="p")  # Go: case-insensitive
+    for anonymous in (None, "", "e30=", "e30", "!!!notbase64", base64.urlsafe_b64encode(b"[1]").decode(),
+                      base64.urlsafe_b64encode(b'{"username": 5}').decode()):
+        assert decode_registry_auth(anonymous) is None, anonymous
+    tok = base64.urlsafe_b64encode(json.dumps({"identitytoken": "secret-id"}).encode()).decode()
+    assert decode_registry_auth(tok) == AuthConfig(identitytoken="secret-id")
+
+
+def test_auth_config_never_shows_secrets() -> None:
+    a = AuthConfig(username="u", password="hunter2", auth=base64.b64encode(b"u:hunter2").decode(),
+                   identitytoken="idtok", registrytoken="regtok")
+    for text in (repr(a), str(a), f"{a}", repr([a])):
+        assert "hunter2" not in text and "idtok" not in text and "regtok" not in text and a.auth not in text
+        assert "username='u'" in text
+    assert AuthConfig(auth=base64.b64encode(b"x:y:z").decode()).basic() == ("x", "y:z")
+
+
+def test_parse_challenges() -> None:
+    got = parse_challenges(['Bearer realm="https://auth.example/token",service="reg",'
+                            'scope="repository:a/b:pull,push",error="insufficient_scope"',
+                            'Basic realm="basic-realm", Bearer realm=x'])
+    assert [c.scheme for c in got] == ["bearer", "basic", "bearer"]
+    assert got[0].params == {"realm": "https://auth.example/token", "service": "reg",
+                             "scope": "repository:a/b:pull,push", "error": "insufficient_scope"}
+    assert got[1].params == {"realm": "basic-realm"} and got[2].params == {"realm": "x"}
+    assert parse_challenges(['Bearer realm="a\\"b"'])[0].params["realm"] == 'a"b'
+
+
+def test_retry_policy_and_retry_after() -> None:
+    p = RetryPolicy(attempts=3, base_delay=1, max_delay=3, jitter=0)
+    assert [p.delay(1), p.delay(2), p.delay(3)] == [1, 2, None]
+    assert p.delay(1, retry_after=7) == 7 and p.delay(1, retry_after=31) is None
+    assert parse_retry_after("12") == 12
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_token_cache_expiry_with_a_clock() -> None:
+    now = [1000.0]
+    cache = TokenCache(clock=lambda: now[0])
+    cache.put(("k",), "t1", 300)
+    now[0] += 289
+    assert cache.get(("k",)) == "t1"
+    now[0] += 2  # within 10 s of the end: refresh early
+    assert cache.get(("k",)) is None
+    cache.put(("k",), "t2", 5)  # shorter than distribution's minimum: counts as 60 s
+    now[0] += 49
+    assert cache.get(("k",)) == "t2"
+    cache.drop(("k",), "other")
+    assert cache.get(("k",)) == "t2"
+    cache.drop(("k",), "t2")
+    assert cache.get(("k",)) is None
+
+
+def test_hosts_endpoints_and_insecure_rules() -> None:
+    async def main() -> None:
+        h = Hosts(["http://127.0.0.1:5000", "https://mirror.example/"], ["10.0.0.0/8", "reg.example:5000"])
+        eps = await h.endpoints("docker.io")
+        assert eps == [Endpoint("http://127.0.0.1:5000", verify_tls=False, mirror=True),
+                       Endpoint("https://mirror.example", verify_tls=True, mirror=True),
+                       Endpoint("https://registry-1.docker.io")]
+        insecure = [Endpoint("https://10.1.2.3:5000", False), Endpoint("http://10.1.2.3:5000", False)]
+        assert await h.endpoints("10.1.2.3:5000") == insecure
+        assert (await h.endpoints("reg.example:5000"))[1].url == "http://reg.example:5000"
+        assert await h.endpoints("localhost:5000") == [Endpoint("https://localhost:5000", False),
+                                                       Endpoint("http://localhost:5000", False)]
+        assert await h.endpoints("reg.example") == [Endpoint("https://reg.example")]
+        assert await h.endpoints("nosuch.invalid:443") == [Endpoint("https://nosuch.invalid:443")]
+    run(main())
+    for bad in ("ftp://m.example", "https://m.example/path", "https://u:p@m.example"):
+        with pytest.raises(Exception, match="invalid mirror"):
+            validate_mirror(bad)
+
+
+# --------------------------------------------------------------------------- manifests and tags
+
+def test_manifest_kinds_and_digests(anon: Seeded) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+            cases = [("docker", DOCKER_MANIFEST, anon.docker.manifest_digest),
+                     ("oci", OCI_MANIFEST, anon.oci.manifest_digest),
+                     ("list", DOCKER_LIST, anon.list_digest), ("index", OCI_INDEX, anon.index_digest)]
+            for tag, media_type, digest in cases:
+                f = await repo.manifest(tag)
+                assert (f.media_type, f.digest) == (media_type, digest), tag
+                assert sha256(f.data) == digest
+                assert await repo.resolve(tag) == digest
+                by_digest = await repo.manifest(digest)
+                assert by_digest.data == f.data and by_digest.media_type == media_type
+            child = anon.children["linux/arm64/v8"]
+            f = await repo.manifest(child.manifest_digest)
+            assert f.data == child.manifest_bytes
+            assert json.loads(await repo.blob_bytes(child.config_digest, 1 << 20))["variant"] == "v8"
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_tags_and_their_pagination(anon: Seeded, proxy: FaultProxy) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            assert sorted(await repo.tags()) == ["docker", "index", "list", "oci"]
+            # first page from the "registry", the next one asked to the real registry with ?last=&n=
+            proxy.respond(200, match="/tags/list", headers={
+                "Content-Type": "application/json",
+                "Link": '</v2/team/app/tags/list?last=docker&n=2>; rel="next"'},
+                body=b'{"name":"team/app","tags":["a-first","docker"]}')
+            got = await repo.tags()  # (distribution 2.8 does not page tags itself: all of them)
+            assert got[:2] == ["a-first", "docker"] and sorted(got[2:]) == ["docker", "index", "list", "oci"]
+            assert [s.path for s in proxy.requests("/tags/list")][-1] == "/v2/team/app/tags/list?last=docker&n=2"
+            with pytest.raises(rerr.NameUnknown) as e:
+                await regs.repository(ref(f"{proxy.host}/team/nope"), None).tags()
+            assert e.value.status == 404
+            assert e.value.message == (f"repository {proxy.host}/team/nope not found: "
+                                       "name unknown: repository name not known to registry")
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_manifest_errors_carry_dockerd_texts(anon: Seeded) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+            with pytest.raises(rerr.ManifestUnknown) as e:
+                await repo.manifest("nope")
+            assert e.value.status == 404
+            assert e.value.message == f"manifest for {anon.reg.host}/team/app:nope not found: manifest unknown: manifest unknown"
+            missing = "sha256:" + "0" * 64
+            with pytest.raises(rerr.ManifestUnknown, match=f"manifest for {anon.reg.host}/team/app@{missing} not found"):
+                await repo.manifest(missing)
+            with pytest.raises(rerr.ManifestUnknown):
+                await repo.resolve("nope")  # HEAD has no body: the GET behind it gives the text
+            port = free_port()  # nothing listens there: https refused, then http refused
+            with pytest.raises(rerr.RegistryUnavailable) as u:
+                await regs.repository(ref(f"127.0.0.1:{port}/a/b"), None).manifest("x")
+            assert u.value.message == f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: connect: connection refused'
+        finally:
+            await regs.close()
+    run(main())
+
+
+def _served(proxy: FaultProxy, path: str, content_type: str, body: bytes, digest: str | None = None) -> None:
+    headers = {"Content-Type": content_type}
+    if digest:
+        headers["Docker-Content-Digest"] = digest
+    proxy.respond(200, match=path, method="GET", headers=headers, body=body)
+
+
+def test_manifest_media_type_must_match_its_body(anon: Seeded, proxy: FaultProxy) -> None:
+    oci_body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {}, "layers": []}).encode()
+    no_type = json.dumps({"schemaVersion": 2, "config": {}, "layers": []}).encode()
+    index_no_type = json.dumps({"schemaVersion": 2, "manifests": []}).encode()
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            _served(proxy, "/manifests/t1", DOCKER_MANIFEST, oci_body)
+            with pytest.raises(rerr.ManifestInvalid) as e:
+                await repo.manifest("t1")
+            assert e.value.message == (f"mediaType in manifest should be '{DOCKER_MANIFEST}' "
+                                       f"not '{OCI_MANIFEST}'")
+            _served(proxy, "/manifests/t2", DOCKER_MANIFEST, no_type)  # docker schema2 must say it
+            with pytest.raises(rerr.ManifestInvalid, match="not ''"):
+                await repo.manifest("t2")
+            _served(proxy, "/manifests/t3", OCI_INDEX, oci_body)
+            with pytest.raises(rerr.ManifestInvalid, match="if present, mediaType in image index should be"):
+                await repo.manifest("t3")
+            _served(proxy, "/manifests/t4", OCI_MANIFEST, no_type)  # OCI may omit it
+            assert (await repo.manifest("t4")).media_type == OCI_MANIFEST
+            _served(proxy, "/manifests/t5", "application/json; charset=utf-8", index_no_type)  # vague: sniffed
+            assert (await repo.manifest("t5")).media_type == OCI_INDEX
+            _served(proxy, "/manifests/t6", "text/plain", oci_body)
+            assert (await repo.manifest("t6")).media_type == OCI_MANIFEST
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_manifest_digest_is_verified(anon: Seeded, proxy: FaultProxy) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            d = anon.docker.manifest_digest
+            proxy.flip_byte(30, match="/manifests/")
+            with pytest.raises(rerr.ManifestInvalid) as e:
+                await repo.manifest(d)
+            assert e.value.message == f"manifest verification failed for digest {d}"
+            proxy.flip_byte(30, match="/manifests/")  # by tag: checked against Docker-Content-Digest
+            with pytest.raises(rerr.ManifestInvalid, match="manifest verification failed"):
+                await repo.manifest("docker")
+            assert (await repo.manifest("docker")).digest == d
+        finally:
+            await regs.close()
+    run(main())
+
+
+# --------------------------------------------------------------------------- auth
+
+def test_basic_auth(basic: Seeded) -> None:
+    reg = basic.reg
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{reg.host}/team/app"), creds(reg))
+            assert (await repo.manifest("docker")).digest == basic.docker.manifest_digest
+            assert sha256(await collect(repo, *basic.blob)) == basic.blob[0]
+            auth_field = AuthConfig(auth=base64.b64encode(f"{reg.username}:{reg.password}".encode()).decode())
+            assert await regs.repository(ref(f"{reg.host}/team/app"), auth_field).tags()
+
+            wrong = regs.repository(ref(f"{reg.host}/team/app"), AuthConfig(username=reg.username, password="no"))
+            with pytest.raises(rerr.Unauthorized) as e:
+                await wrong.manifest("docker")
+            assert (e.value.status, e.value.message) == (500, "unauthorized: authentication required")
+            with pytest.raises(rerr.Unauthorized) as e:
+                await regs.repository(ref(f"{reg.host}/team/app"), None).manifest("docker")
+            assert e.value.message == f'Head "http://{reg.host}/v2/team/app/manifests/docker": no basic auth credentials'
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_token_auth_by_get_cached_per_scope(token: Seeded) -> None:
+    reg, issuer = token.reg, token.reg.issuer
+    assert issuer is not None
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            before = len(issuer.requests)
+            repo = regs.repository(ref(f"{reg.host}/team/app"), creds(reg))
+            assert (await repo.manifest("docker")).digest == token.docker.manifest_digest
+            await repo.tags()
+            assert sha256(await collect(repo, *token.blob)) == token.blob[0]
+            got = await asyncio.gather(*(repo.blob_bytes(token.docker.config_digest, 1 << 20) for _ in range(5)))
+            assert all(g == token.docker.config_bytes for g in got)
+            again = regs.repository(ref(f"{reg.host}/team/app"), creds(reg))  # the next pull: cache
+            await again.manifest("oci")
+            asked = issuer.requests[before:]
+            assert [(r.method, r.account, r.scopes, r.grant) for r in asked] == [
+                ("GET", reg.username, ["repository:team/app:pull"], "basic")]
+            # `access_token` instead of `token` works as well
+            issuer.token_field = "access_token"
+            other = regs.repository(ref(f"{reg.host}/team/other"), creds(reg))
+            with pytest.raises(rerr.ManifestUnknown):
+                await other.manifest("x")
+            assert issuer.requests[-1].scopes == ["repository:team/other:pull"]
+        finally:
+            issuer.token_field = "both"
+            await regs.close()
+    run(main())
+
+
+def test_token_auth_refresh_token_and_registry_token(token: Seeded) -> None:
+    reg, issuer = token.reg, token.reg.issuer
+    assert issuer is not None
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{reg.host}/team/app"), AuthConfig(identitytoken=reg.refresh_token))
+            assert (await repo.manifest("list")).digest == token.list_digest
+            assert issuer.requests[-1].grant == "refresh_token" and issuer.requests[-1].method == "POST"
+            assert issuer.requests[-1].account == reg.username
+
+            bad = regs.repository(ref(f"{reg.host}/team/app"), AuthConfig(identitytoken="rt-wrong"))
+            with pytest.raises(rerr.Unauthorized) as e:
+                await bad.manifest("list")
+            assert e.value.message == f'Head "http://{reg.host}/v2/team/app/manifests/list": unauthorized: authentication required'
+
+            n = len(issuer.requests)
+            signed = issuer.sign(reg.username, issuer.grant(reg.username, ["repository:team/app:pull"]))
+            direct = regs.repository(ref(f"{reg.host}/team/app"), AuthConfig(registrytoken=signed))
+            assert (await direct.manifest("oci")).digest == token.oci.manifest_digest
+            assert len(issuer.requests) == n  # sent as is, no token service involved
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_token_refused_by_registry_is_fetched_again_once(token: Seeded) -> None:
+    reg, issuer = token.reg, token.reg.issuer
+    assert issuer is not None
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            issuer.expire_next = 1  # the first token says 300 s but the registry finds it expired
+            n = len(issuer.requests)
+            repo = regs.repository(ref(f"{reg.host}/team/app"), creds(reg))
+            assert (await repo.manifest("docker")).digest == token.docker.manifest_digest
+            assert len(issuer.requests) == n + 2
+        finally:
+            issuer.expire_next = 0
+            await regs.close()
+    run(main())
+
+
+def test_token_auth_failures_read_as_dockerd(token: Seeded) -> None:
+    reg = token.reg
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            with pytest.raises(rerr.Denied) as e:
+                await regs.repository(ref(f"{reg.host}/team/app"), None).manifest("docker")
+            assert e.value.status == 404
+            assert e.value.message == (f"pull access denied for {reg.host}/team/app, repository does not exist or "
+                                       "may require 'docker login': denied: requested access to the resource is denied")
+            wrong = regs.repository(ref(f"{reg.host}/team/app"), AuthConfig(username=reg.username, password="x"))
+            with pytest.raises(rerr.Unauthorized) as u:
+                await wrong.manifest("docker")
+            assert u.value.message == (f'Head "http://{reg.host}/v2/team/app/manifests/docker": '
+                                       "unauthorized: incorrect username or password")
+            assert u.value.status == 500  # a 401 would send the docker CLI into its login prompt
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_no_credentials_in_logs(token: Seeded, basic: Seeded, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets: list[str] = [token.reg.password, basic.reg.password, token.reg.refresh_token,
+                          base64.b64encode(f"{basic.reg.username}:{basic.reg.password}".encode()).decode()]
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            for s, auth in ((token, creds(token.reg)), (basic, creds(basic.reg)),
+                            (token, AuthConfig(identitytoken=token.reg.refresh_token))):
+                repo = regs.repository(ref(f"{s.reg.host}/team/app"), auth)
+                logging.getLogger("test").info("pulling with %r", auth)
+                await repo.manifest("docker")
+                await collect(repo, *s.blob)
+                with pytest.raises(rerr.RegistryError) as e:
+                    await repo.manifest("missing")
+                secrets.extend([str(e.value)])
+            for t in regs.tokens._tokens.values():
+                secrets.append(t.value)
+        finally:
+            await regs.close()
+    run(main())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET http://" in text  # requests are logged ...
+    for secret in secrets[:4] + secrets[-1:]:
+        assert secret not in text  # ... but never a password, an identity or a bearer token
+
+
+# --------------------------------------------------------------------------- blobs and faults
+
+def _blob_requests(px: FaultProxy, digest: str) -> list[tuple[int, str | None, str]]:
+    return [(s.status, s.headers.get("range"), s.fault) for s in px.requests(f"/blobs/{digest}", "GET")]
+
+
+def test_blob_cut_mid_stream_is_resumed_with_range(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.drop_after(100_000)
+    retries: list[tuple] = []
+    before = anon.reg.accesses()
+
+    async def main() -> bytes:
+        regs = Registries(retry=FAST, chunk_size=64 << 10)
+        try:
+            return await collect(regs.repository(ref(f"{proxy.host}/team/app"), None), digest, size,
+                                 on_retry=lambda *a: retries.append(a))
+        finally:
+            await regs.close()
+    data = run(main())
+    assert len(data) == size and sha256(data) == digest
+    assert _blob_requests(proxy, digest) == [(200, None, "drop"), (206, "bytes=100000-", "")]
+    assert [(f, d) for f, d, _ in retries] == [(0, 0.0)]
+    served = [a for a in anon.reg.accesses()[len(before):] if a.path.endswith(digest)]
+    assert [(a.status, a.size) for a in served] == [(200, size), (206, size - 100_000)]
+
+
+def test_blob_cut_many_times_and_before_any_byte(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.drop_after(0, times=2)       # nothing delivered: counts as failures, retried with backoff
+    proxy.drop_after(50_000, times=3)  # progress each time: resumed at once
+
+    async def main() -> bytes:
+        regs = Registries(retry=FAST, chunk_size=16 << 10)
+        try:
+            return await collect(regs.repository(ref(f"{proxy.host}/team/app"), None), digest, size)
+        finally:
+            await regs.close()
+    assert sha256(run(main())) == digest
+    assert [r for _, r, _ in _blob_requests(proxy, digest)] == [
+        None, None, None, "bytes=50000-", "bytes=100000-", "bytes=150000-"]
+
+
+def test_blob_from_a_registry_that_ignores_range(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.drop_after(120_000)
+    proxy.ignore_range()  # the resume is answered 200 with the whole blob: its head is skipped
+
+    async def main() -> list[bytes]:
+        regs = Registries(retry=FAST, chunk_size=32 << 10)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            return [c async for c in repo.blob(digest, size)]
+        finally:
+            await regs.close()
+    chunks = run(main())
+    assert sha256(b"".join(chunks)) == digest and sum(map(len, chunks)) == size  # no byte twice
+    assert _blob_requests(proxy, digest) == [(200, None, "drop"), (200, "bytes=120000-", "norange")]
+
+
+def test_blob_429_honours_retry_after(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.respond(429, match=f"/blobs/{digest}", headers={"Retry-After": "1"})
+    retries: list[tuple] = []
+
+    async def main() -> bytes:
+        regs = Registries(retry=FAST)
+        try:
+            return await collect(regs.repository(ref(f"{proxy.host}/team/app"), None), digest, size,
+                                 on_retry=lambda *a: retries.append(a))
+        finally:
+            await regs.close()
+    t0 = time.monotonic()
+    assert sha256(run(main())) == digest
+    assert time.monotonic() - t0 >= 1.0
+    assert [(f, d, type(e)) for f, d, e in retries] == [(1, 1.0, rerr.TooManyRequests)]
+    assert [s for s, _, _ in _blob_requests(proxy, digest)] == [429, 200]
+
+
+def test_blob_503_then_success_and_503_for_ever(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.respond(503, times=2, match=f"/blobs/{digest}")
+
+    async def main() -> None:
+        regs = Registries(retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02))
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            assert sha256(await collect(repo, digest, size)) == digest
+            proxy.respond(503, times=-1, match=f"/blobs/{digest}")
+            with pytest.raises(rerr.RegistryError) as e:
+                await collect(repo, digest, size)
+            assert e.value.message == "received unexpected HTTP status: 503 Service Unavailable"
+        finally:
+            await regs.close()
+    run(main())
+    assert [s for s, _, _ in _blob_requests(proxy, digest)] == [503, 503, 200, 503, 503, 503]
+
+
+def test_manifest_5xx_retried_and_long_retry_after_not_waited(anon: Seeded, proxy: FaultProxy) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            proxy.respond(500, times=2, match="/manifests/docker")
+            assert (await repo.manifest("docker")).digest == anon.docker.manifest_digest
+            proxy.respond(429, times=-1, match="/manifests/oci", headers={"Retry-After": "3600"})
+            t0 = time.monotonic()
+            with pytest.raises(rerr.TooManyRequests) as e:
+                await repo.manifest("oci")
+            assert time.monotonic() - t0 < 5
+            assert e.value.message == "toomanyrequests: slow down"
+        finally:
+            await regs.close()
+    run(main())
+    assert [s.status for s in proxy.requests("/manifests/docker")] == [500, 500, 200]
+    assert [s.status for s in proxy.requests("/manifests/oci")] == [429]
+
+
+def test_flipped_byte_is_delivered_as_is(anon: Seeded, proxy: FaultProxy) -> None:
+    digest, size = anon.blob
+    proxy.flip_byte(12345, match=f"/blobs/{digest}")
+    proxy.flip_byte(3, match=f"/blobs/{anon.docker.config_digest}")
+
+    async def main() -> bytes:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            data = await collect(repo, digest, size)
+            with pytest.raises(rerr.BlobInvalid) as e:
+                await repo.blob_bytes(anon.docker.config_digest, 1 << 20)
+            assert isinstance(e.value, DigestMismatch)
+            assert e.value.message == f"blob verification failed for digest {anon.docker.config_digest}"
+            return data
+        finally:
+            await regs.close()
+    data = run(main())
+    assert len(data) == size and sha256(data) != digest  # the caller's digest check catches it
+    good = bytearray(data)
+    good[12345] ^= 0xFF
+    assert sha256(bytes(good)) == digest
+
+
+def test_blob_size_is_enforced(anon: Seeded) -> None:
+    digest, size = anon.blob
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+            with pytest.raises(rerr.BlobInvalid, match=f"has {size} bytes, its descriptor says {size - 1}"):
+                await collect(repo, digest, size - 1)
+            with pytest.raises(rerr.BlobInvalid, match="larger than 1000 bytes"):
+                await repo.blob_bytes(digest, 1000)
+            with pytest.raises(rerr.RegistryError, match="blob unknown: blob unknown to registry"):
+                await collect(repo, "sha256:" + "1" * 64, None)
+        finally:
+            await regs.close()
+    run(main())
+
+
+class _Storage:
+    """Blob storage on another origin (like S3 behind a registry): serves bytes, records headers."""
+
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.headers: list[dict[str, str]] = []
+        store = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                store.headers.append({k.lower(): v for k, v in self.headers.items()})
+                data = blobs.get(self.path.split("?")[0].rsplit("/", 1)[-1])
+                self.send_response(200 if data is not None else 404)
+                self.send_header("Content-Length", str(len(data or b"")))
+                self.end_headers()
+                self.wfile.write(data or b"")
+
+        self.server = ThreadingHTTPServer(("127.0.0.2", 0), H)  # another host: another origin
+        self.url = f"http://127.0.0.2:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_redirect_to_storage_does_not_leak_authorization(basic: Seeded) -> None:
+    reg = basic.reg
+    digest, _ = basic.blob
+    blob = None
+
+    async def fetch_direct() -> bytes:
+        regs = Registries(retry=FAST)
+        try:
+            return await collect(regs.repository(ref(f"{reg.host}/team/app"), creds(reg)), *basic.blob)
+        finally:
+            await regs.close()
+    blob = run(fetch_direct())
+    storage = _Storage({digest: blob})
+    try:
+        with FaultProxy(reg.port) as px:
+            px.redirect(storage.url + "/store", match=f"/blobs/{digest}")
+
+            async def main() -> bytes:
+                regs = Registries(retry=FAST)
+                try:
+                    return await collect(regs.repository(ref(f"{px.host}/team/app"), creds(reg)), *basic.blob)
+                finally:
+                    await regs.close()
+            assert sha256(run(main())) == digest
+            asked = px.requests(f"/blobs/{digest}")
+            assert len(asked) == 1 and asked[0].status == 307
+            assert asked[0].headers["authorization"].startswith("Basic ")
+    finally:
+        storage.stop()
+    assert len(storage.headers) == 1 and "authorization" not in storage.headers[0]
+
+
+def test_meta_headers_are_forwarded(anon: Seeded, proxy: FaultProxy) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None,
+                                   meta_headers={"X-Meta-Build": "42", "X-Other": "no"})
+            await repo.manifest("docker")
+        finally:
+            await regs.close()
+    run(main())
+    seen = proxy.requests("/manifests/docker")[0].headers
+    assert seen["x-meta-build"] == "42" and "x-other" not in seen
+
+
+# --------------------------------------------------------------------------- endpoints
+
+def test_mirror_fallback(anon: Seeded) -> None:
+    """docker.io through mirrors: a dead one, one without the image, one that works."""
+    reg = anon.reg
+    hub = push_image(reg, "library/alpine", "latest", [make_layer(7, 5000)])
+    empty = start_registry()
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        with FaultProxy(reg.port) as good:
+            async def main() -> None:
+                regs = Registries([dead, empty.url, good.url], retry=FAST)
+                try:
+                    repo = regs.repository(ref("alpine"), None)
+                    f = await repo.manifest("latest")
+                    assert f.digest == hub.manifest_digest
+                    data = await collect(repo, hub.layer_digests[0], hub.layer_sizes[0])
+                    assert sha256(data) == hub.layer_digests[0]
+                    assert await repo.tags() == ["latest"]
+                    # a mirror failing with 5xx hands over at once (no retries on a mirror)
+                    good.respond(503, times=-1, match="/manifests/")
+                    with pytest.raises(rerr.RegistryUnavailable) as e:
+                        await repo.manifest("latest")  # ... to the origin, unreachable here
+                    assert e.value.message.startswith('Get "https://registry-1.docker.io/v2/": dial tcp')
+                finally:
+                    await regs.close()
+            run(main())
+            assert [s.status for s in good.requests("/manifests/")] == [200, 503]
+        assert empty.manifest_gets("latest") == 2  # once per call: said unknown, handed over
+    finally:
+        empty.stop()
+
+
+def test_insecure_loopback_registry_over_plain_http(anon: Seeded) -> None:
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            for host in (anon.reg.host, f"localhost:{anon.reg.port}"):
+                repo = regs.repository(ref(f"{host}/team/app"), None)
+                assert (await repo.manifest("oci")).digest == anon.oci.manifest_digest
+            eps = await regs.repository(ref(f"{anon.reg.host}/team/app"), None)._all_endpoints()
+            assert [e.url for e in eps] == [f"https://{anon.reg.host}", f"http://{anon.reg.host}"]
+            assert regs.is_down(eps[0])  # https failed its handshake: skipped for a while
+            assert not regs.is_down(eps[1])
+        finally:
+            await regs.close()
+    run(main())
+
+
+# --------------------------------------------------------------------------- dockerd agrees
+
+def test_error_texts_match_reference_dockerd(anon: Seeded, basic: Seeded, token: Seeded, dockerd: Any) -> None:
+    """The same failures, asked of the reference dockerd 20.10 and of our client: same words."""
+    def dockerd_message(image: str, auth: AuthConfig | None) -> str:
+        headers = {}
+        if auth is not None:
+            fields = {k: getattr(auth, k) for k in ("username", "password", "identitytoken") if getattr(auth, k)}
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+        r = dockerd.request("POST", f"/v1.41/images/create?fromImage={image}", headers=headers)
+        assert r.status != 200, r.body
+        return r.json()["message"]
+
+    port = free_port()
+    cases = [
+        (f"{anon.reg.host}/team/app", "nope", None),
+        (f"{basic.reg.host}/team/app", "docker", None),
+        (f"{basic.reg.host}/team/app", "docker", AuthConfig(username=basic.reg.username, password="x")),
+        (f"{token.reg.host}/team/app", "docker", None),
+        (f"{token.reg.host}/team/app", "docker", AuthConfig(username=token.reg.username, password="x")),
+        (f"{token.reg.host}/team/app", "docker", AuthConfig(identitytoken="rt-wrong")),
+        (f"127.0.0.1:{port}/team/app", "docker", None),
+    ]
+
+    async def ours(name: str, tag: str, auth: AuthConfig | None) -> str:
+        regs = Registries(retry=FAST)
+        try:
+            await regs.repository(ref(name), auth).manifest(tag)
+        except rerr.RegistryError as exc:
+            return exc.message
+        finally:
+            await regs.close()
+        raise AssertionError("no error")
+
+    for name, tag, auth in cases:
+        assert run(ours(name, tag, auth)) == dockerd_message(f"{name}:{tag}", auth), (name, auth)
