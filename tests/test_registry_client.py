@@ -780,3 +780,23 @@ def test_error_texts_match_reference_dockerd(anon: Seeded, basic: Seeded, token:
 
     for name, tag, auth in cases:
         assert run(ours(name, tag, auth)) == dockerd_message(f"{name}:{tag}", auth), (name, auth)
+
+
+def test_schema1_is_handed_over_with_its_media_type() -> None:
+    from tests.support.seed import SCHEMA1_SIGNED, push_schema1
+
+    reg = start_registry(schema1=True)
+    try:
+        digest, _ = push_schema1(reg, "team/old", "v1", [make_layer(1, 1000), make_layer(2, 500)])
+
+        async def main() -> None:
+            regs = Registries(retry=FAST)
+            try:
+                f = await regs.repository(ref(f"{reg.host}/team/old"), None).manifest("v1")
+                assert (f.media_type, f.digest) == (SCHEMA1_SIGNED, digest)
+                assert json.loads(f.data)["schemaVersion"] == 1  # refusing it is the pull's call
+            finally:
+                await regs.close()
+        run(main())
+    finally:
+        reg.stop()

@@ -198,6 +198,8 @@ def put_manifest(reg: Registry, repo: str, ref: str, data: bytes, media_type: st
         raise PushError(f"put manifest {repo}:{ref}: {status} {body[:500]!r}")
     digest = sha256(data)
     served = headers.get("docker-content-digest")
+    if media_type == SCHEMA1_SIGNED and served:
+        return served  # schema1's digest is of the payload without its signatures
     if served and served != digest:
         raise PushError(f"registry says {served}, we computed {digest}")
     return digest
@@ -330,3 +332,60 @@ def push_index(reg: Registry, repo: str, tag: str | None, children: dict[str, Pu
             raise ValueError(f"child {p.manifest_digest} was pushed to {p.repo}, not {repo}")
     data, media_type = index_bytes(children, fmt)
     return put_manifest(reg, repo, tag or sha256(data), data, media_type)
+
+
+# --------------------------------------------------------------------------- schema1 (refused by pulls)
+
+def push_schema1(reg: Registry, repo: str, tag: str, layers: list[bytes]) -> tuple[str, bytes]:
+    """A signed schema1 manifest (libtrust's pretty JWS, ES256), for the 'schema1 is refused' case.
+
+    The registry must run with start_registry(schema1=True). Returns (digest, signed bytes as
+    pushed; the registry may serve them re-indented):
+    the digest (what the registry serves it under) is of the payload without the signatures.
+    """
+    import base64
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from tests.support.registry import libtrust_key_id
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    blobs = [push_blob(reg, repo, compress(tar, "gzip")) for tar in layers]
+    ids = [hashlib.sha256(f"{repo}-{tag}-{i}".encode()).hexdigest() for i in range(len(layers))]
+    history = []
+    for i in range(len(layers)):  # schema1 lists layers top first
+        v1: dict[str, Any] = {"id": ids[i], "created": CREATED}
+        if i:
+            v1["parent"] = ids[i - 1]
+        if i == len(layers) - 1:
+            v1.update({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]}})
+        history.append({"v1Compatibility": json.dumps(v1, separators=(",", ":"))})
+    doc = {"schemaVersion": 1, "name": repo, "tag": tag, "architecture": "amd64",
+           "fsLayers": [{"blobSum": d} for d in reversed(blobs)], "history": list(reversed(history))}
+    payload = json.dumps(doc, indent=3).encode()
+    close = len(payload.rstrip()) - 1                      # the final '}'
+    format_length = len(payload[:close].rstrip())          # just after the last value
+    tail = payload[format_length:]
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key()
+    nums = pub.public_numbers()
+    der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    jwk = {"crv": "P-256", "kid": libtrust_key_id(der), "kty": "EC",
+           "x": b64(nums.x.to_bytes(32, "big")), "y": b64(nums.y.to_bytes(32, "big"))}
+    protected = b64(json.dumps({"formatLength": format_length, "formatTail": b64(tail),
+                                "time": dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc).strftime(
+                                    "%Y-%m-%dT%H:%M:%SZ")}, separators=(",", ":")).encode())
+    r, s = decode_dss_signature(key.sign(f"{protected}.{b64(payload)}".encode(), ec.ECDSA(hashes.SHA256())))
+    sig = {"header": {"jwk": jwk, "alg": "ES256"}, "signature": b64(r.to_bytes(32, "big") + s.to_bytes(32, "big")),
+           "protected": protected}
+    signatures = json.dumps([sig], indent=3)
+    # libtrust's PrettySignature: payload up to formatLength, then `,   "signatures": [...]` + tail
+    signatures = "\n".join(("   " + line) if n else line for n, line in enumerate(signatures.split("\n")))
+    signed = payload[:format_length] + b',\n   "signatures": ' + signatures.encode() + tail
+    digest = put_manifest(reg, repo, tag, signed, SCHEMA1_SIGNED)
+    return digest, signed
