@@ -238,8 +238,8 @@ class Repository:
         try:
             return await self._each(op)
         except Unauthorized as exc:
-            # dockerd resolves with HEAD first, so its auth failures name a HEAD request
-            if exc.message.startswith('Get "'):
+            # dockerd resolves a tag with HEAD first (a digest with GET): its auth failures say so
+            if exc.message.startswith('Get "') and not _is_digest(tag_or_digest):
                 exc.message = 'Head "' + exc.message[5:]
                 exc.args = (exc.message,)
             raise
