@@ -244,8 +244,10 @@ def test_manifest_errors_carry_dockerd_texts(anon: Seeded) -> None:
             with pytest.raises(rerr.ManifestUnknown):
                 await repo.resolve("nope")  # HEAD has no body: the GET behind it gives the text
             port = free_port()  # nothing listens there: https refused, then http refused
-            with pytest.raises(rerr.RegistryUnavailable) as u:
-                await regs.repository(ref(f"127.0.0.1:{port}/a/b"), None).manifest("x")
+            t0 = time.monotonic()
+            with pytest.raises(rerr.RegistryUnavailable) as u:  # default policy: refused is final
+                await Registries().repository(ref(f"127.0.0.1:{port}/a/b"), None).manifest("x")
+            assert time.monotonic() - t0 < 1
             assert u.value.message == f'Get "http://127.0.0.1:{port}/v2/": dial tcp 127.0.0.1:{port}: connect: connection refused'
         finally:
             await regs.close()
@@ -802,3 +804,50 @@ def test_schema1_is_handed_over_with_its_media_type() -> None:
         run(main())
     finally:
         reg.stop()
+
+
+def test_parallel_downloads_share_one_token_fetch(token: Seeded) -> None:
+    reg, issuer = token.reg, token.reg.issuer
+    assert issuer is not None
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{reg.host}/team/app"), creds(reg, email="x@example"))
+            n = len(issuer.requests)
+            digests = [token.docker.config_digest, *token.docker.layer_digests, token.oci.layer_digests[0]]
+            got = await asyncio.gather(*(repo.blob_bytes(d, 1 << 20) for d in digests * 3))
+            assert [sha256(g) for g in got] == digests * 3
+            assert len(issuer.requests) == n + 1  # single flight per (realm, service, scope, creds)
+        finally:
+            await regs.close()
+    run(main())
+
+
+def test_mirror_without_a_blob_hands_over(anon: Seeded) -> None:
+    reg = anon.reg
+    hub = push_image(reg, "library/busybox", "latest", [make_layer(8, 300_000)])
+    digest, size = hub.layer_digests[0], hub.layer_sizes[0]
+    with FaultProxy(reg.port) as first, FaultProxy(reg.port) as second:
+        first.respond(404, match=f"/blobs/{digest}", times=-1,
+                      body=b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}')
+        second.drop_after(50_000, times=-1)  # cuts every response, but each one makes progress
+
+        async def main() -> None:
+            regs = Registries([first.url, second.url], retry=FAST, chunk_size=16 << 10)
+            try:
+                repo = regs.repository(ref("busybox"), None)
+                assert (await repo.manifest("latest")).digest == hub.manifest_digest
+                assert sha256(await collect(repo, digest, size)) == digest
+                ranges = [s.headers.get("range") for s in second.requests("/blobs/")]
+                assert ranges == [None] + [f"bytes={n}-" for n in range(50_000, size, 50_000)]
+                second.clear()
+                second.drop_after(0, times=-1)  # now nothing at all: on to the origin (unreachable)
+                with pytest.raises(rerr.RegistryUnavailable, match='^Get "https://registry-1.docker.io/v2/"'):
+                    await collect(repo, digest, size)
+            finally:
+                await regs.close()
+        run(main())
+        assert [s.status for s in first.requests("/blobs/")] == [404, 404]
+        assert [s.body_bytes for s in second.requests("/blobs/")] == [0]
+    assert size > 100_000

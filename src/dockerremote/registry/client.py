@@ -175,7 +175,8 @@ class Registries:
                     challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 self.mark_down(ep)
-                raise RegistryUnavailable(f'Get "{url}": {transport_text(exc)}') from None
+                raise RegistryUnavailable(f'Get "{url}": {transport_text(exc)}',
+                                          isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("ping %s: %s", ep.url, [c.scheme for c in challenges])
             self.learn(ep, challenges)
             return challenges
@@ -351,7 +352,7 @@ class Repository:
                     err = RegistryUnavailable(f'Get "{_shown(url)}": unexpected EOF')
             # -- the attempt failed
             assert err is not None
-            if i + 1 < len(endpoints) and (ep.mirror or (isinstance(err, RegistryUnavailable) and not progressed)):
+            if i + 1 < len(endpoints) and not progressed and (ep.mirror or isinstance(err, RegistryUnavailable)):
                 log.info("blob %s from %s failed (%s); next endpoint", digest, ep.url, err.message)
                 i += 1
                 continue
@@ -483,7 +484,8 @@ class Repository:
                     *, retry_status: bool = True, retry_transport: bool = True) -> aiohttp.ClientResponse:
         """One request with auth; redirects followed (Authorization kept only on the same origin);
         a refused cached token replaced once; 429/5xx/unreachable retried with backoff when
-        asked. Returns the final response, whatever its status."""
+        asked (a failure to connect is not retried here; blob() retries it). Returns the final
+        response, whatever its status."""
         policy = self.registries.retry
         failures = 0
         while True:
@@ -491,7 +493,9 @@ class Repository:
                 resp = await self._attempt(ep, method, url, headers)
             except RegistryUnavailable as exc:
                 failures += 1
-                delay = policy.delay(failures) if retry_transport else None
+                # a registry that refuses connections or has no address fails the request at
+                # once, as in dockerd; a connection that broke is worth another try
+                delay = policy.delay(failures) if retry_transport and not exc.connect_failed else None
                 if delay is None:
                     raise
                 log.info("%s %s: %s; retry in %.2fs", method, _shown(url), exc.message, delay)
@@ -546,7 +550,8 @@ class Repository:
                 if target.origin() == origin and isinstance(exc, aiohttp.ClientConnectorError):
                     self.registries.mark_down(ep)  # could not even connect: try it last for a while
                 raise RegistryUnavailable(f'{method.capitalize()} "{_shown(str(target), origin)}": '
-                                          f'{transport_text(exc)}') from None
+                                          f'{transport_text(exc)}',
+                                          isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("%s %s -> %d", method, _shown(str(target), origin), resp.status)
             location = resp.headers.get("Location")
             if resp.status not in (301, 302, 303, 307, 308) or not location:

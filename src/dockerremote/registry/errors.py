@@ -62,6 +62,10 @@ class RegistryUnavailable(RegistryError):
 
     status = 500
 
+    def __init__(self, message: str, connect_failed: bool = False) -> None:
+        super().__init__(message)
+        self.connect_failed = connect_failed  # never connected (refused, DNS, TLS): not a hiccup
+
 
 class ManifestInvalid(RegistryError):
     status = 500
