@@ -22,8 +22,8 @@ from dockerremote.api.routes.system import host_arch
 from dockerremote.errors import (DockerRemoteError, Forbidden, InvalidArgument, NotFound,
                                  Unauthorized)
 from dockerremote.oci import platform
-from dockerremote.transfer.changes import apply_changes
 from dockerremote.store.index import ImageRecord
+from dockerremote.transfer.changes import apply_changes
 from dockerremote.transfer.importer import ImportRequest, import_image
 
 _ERROR_BODY_LIMIT = 1 << 20  # dockerd reads the whole error body; we keep the first MiB

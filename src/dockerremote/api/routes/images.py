@@ -15,7 +15,7 @@ from dockerremote.api.jsonstream import json_response
 from dockerremote.errors import DockerRemoteError, InvalidArgument
 from dockerremote.events import Event
 from dockerremote.oci.config import format_time
-from dockerremote.store.images import DeleteRecord, ImageStore
+from dockerremote.store.images import DeleteRecord
 from dockerremote.store.index import ImageRecord
 from dockerremote.transfer.dockerfile import go_duration_ns
 
