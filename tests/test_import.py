@@ -443,3 +443,11 @@ def test_url_bad_archive_is_an_in_stream_error(engine: Engine, http: str) -> Non
     assert r.lines()[0] == {"status": f"Downloading from {http}/garbage"}
     assert r.lines()[-1] == {"errorDetail": {"message": msg}, "error": msg}
     assert blobs(engine) == before
+
+
+def test_body_is_never_read_as_a_form(engine: Engine) -> None:
+    # dockerd parses a form-encoded body as a form and imports nothing; we import the bytes
+    r = engine.request("POST", "/images/create?fromSrc=-", ROOTFS,
+                       {"Content-Type": "application/x-www-form-urlencoded"})
+    image_id = r.lines()[-1]["status"]
+    assert engine.request("GET", f"/images/{image_id}/json").json()["RootFS"]["Layers"] == [DIFF_ID]
