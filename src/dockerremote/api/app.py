@@ -80,11 +80,12 @@ def error_response(status: int, message: str) -> web.Response:
                         content_type="application/json")
 
 
-def _common_headers(resp: web.StreamResponse, version: str) -> None:
+def _common_headers(resp: web.StreamResponse, version: str, experimental: bool = True) -> None:
     resp.headers["Server"] = SERVER_HEADER
     resp.headers["Api-Version"] = version
     resp.headers["Ostype"] = "linux"
-    resp.headers["Docker-Experimental"] = "false"
+    if experimental:
+        resp.headers["Docker-Experimental"] = "false"
 
 
 def make_app(store: ImageStore, settings: Settings) -> web.Application:
@@ -96,8 +97,10 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
         module.register(router)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        if request.get("routed"):
-            _common_headers(response, versions.render(versions.MAX_VERSION))
+        routed = request.get("routed")
+        if routed:  # dockerd leaves Docker-Experimental off its version-check errors
+            _common_headers(response, versions.render(versions.MAX_VERSION),
+                            experimental=routed != "version-error")
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         path = request.path
@@ -106,7 +109,8 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
         if m:
             version_text, path = m.group(1), m.group(2)
         method = request.method
-        if method == "OPTIONS":
+        if method == "OPTIONS":  # dockerd answers any OPTIONS (CORS preflight) with its headers
+            request["routed"] = True
             return web.Response(status=200)
         found = router.match("GET" if method == "HEAD" and path == "/_ping" else method, path)
         if found is None:
@@ -114,7 +118,11 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
         request["routed"] = True
         handler, params = found
         try:
-            version = versions.check(version_text) if version_text else versions.MAX_VERSION
+            try:
+                version = versions.check(version_text) if version_text else versions.MAX_VERSION
+            except DockerRemoteError:
+                request["routed"] = "version-error"
+                raise
             ctx = Ctx(request, ApiVersion(version), params, store, settings, bus)
             return await handler(ctx)
         except DockerRemoteError as exc:
