@@ -35,6 +35,12 @@ class BlobWriter:
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
+    def sync(self) -> None:
+        """Push what was written so far to disk, so commit()'s fsync has little left to wait
+        for (a long download calls this now and then from a thread of its own)."""
+        self._f.flush()
+        os.fdatasync(self._f.fileno())
+
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
         """Verify and publish the blob; return its digest. Raises DigestMismatch."""
         digest = self.digest

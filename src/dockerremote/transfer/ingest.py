@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import AsyncIterator, Callable
+import queue
+import threading
+from typing import Any, AsyncIterator, Callable
 
 from dockerremote.errors import DigestMismatch, DockerRemoteError, InvalidArgument
 from dockerremote.oci import compression
@@ -25,7 +27,9 @@ class LayerIngest:
 
     def __init__(self, content: ContentStore, measure: bool = True, expected_digest: str | None = None) -> None:
         self._writer = content.writer()
-        self._inflater = compression.Inflater(self._uncompressed)
+        self._inflater = compression.Inflater(self._inflated)
+        self._route: Callable[[bytes], None] = self._uncompressed  # where inflated bytes go
+        self._unsynced = 0
         self._diff = hashlib.sha256()
         self._meter = LayerMeter() if measure else None
         self.uncompressed_size = 0
@@ -56,6 +60,40 @@ class LayerIngest:
                 raise
             self._data_error = exc  # reported at finish(), unless the digest says more
 
+    # -- the same work as feed(), cut in three stages for a StagePipeline: store the
+    #    compressed bytes | inflate | hash and measure the tar. Each runs in its own thread.
+
+    def stages(self) -> list["Stage"]:
+        return [self._stage_store, self._stage_inflate, self._stage_measure]
+
+    def _stage_store(self, data: bytes, forward: Callable[[bytes], None]) -> None:
+        self._writer.write(data)
+        self._unsynced += len(data)
+        if self._unsynced >= SYNC_EVERY:  # keep commit's fsync short: flush while inflating
+            self._unsynced = 0
+            self._writer.sync()
+        forward(data)
+
+    def _stage_inflate(self, data: bytes, forward: Callable[[bytes], None]) -> None:
+        self._route = forward
+        if self._data_error is None:
+            self._guard(self._decode, data)
+
+    def _stage_measure(self, out: bytes, forward: Callable[[bytes], None]) -> None:
+        if self._data_error is None:
+            self._guard(self._uncompressed, out)
+
+    def _guard(self, fn: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            fn(data)
+        except DockerRemoteError as exc:
+            if self._expected_digest is None:
+                raise
+            self._data_error = exc
+
+    def _inflated(self, out: bytes) -> None:
+        self._route(out)
+
     def _decode(self, data: bytes) -> None:
         try:
             self._inflater.feed(data)
@@ -73,6 +111,7 @@ class LayerIngest:
 
     def finish(self, expected_digest: str | None = None, expected_diff_id: str | None = None) -> LayerRecord:
         expected_digest = expected_digest or self._expected_digest
+        self._route = self._uncompressed  # a pipeline, if any, is drained by now
         try:
             if self._expected_digest is not None:
                 if self._writer.digest != expected_digest:
@@ -100,6 +139,116 @@ class LayerIngest:
 
     def abort(self) -> None:
         self._writer.abort()
+
+
+Stage = Callable[[bytes, Callable[[bytes], None]], None]
+SYNC_EVERY = 16 << 20
+_END = object()
+
+
+class StagePipeline:
+    """Chunks flow through `stages`, each in a thread of its own, with small bounded queues
+    between them: a layer's hashing, inflating and disk writes overlap each other and the
+    network (hashlib, zlib/isal and file I/O release the GIL). Memory stays flat: at most
+    `depth` chunks wait before each stage. A stage gets (chunk, forward) and passes what the
+    next stage needs to forward(). The first error stops the work; close() raises it.
+    """
+
+    def __init__(self, stages: list[Stage], depth: int = 1) -> None:
+        self._queues: list[queue.Queue[Any]] = [queue.Queue(depth) for _ in stages]
+        self.error: BaseException | None = None
+        self._threads = [threading.Thread(target=self._run, args=(i, fn), daemon=True,
+                                          name=f"ingest-stage-{i}") for i, fn in enumerate(stages)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, i: int, fn: Stage) -> None:
+        inbox = self._queues[i]
+        forward = self._queues[i + 1].put if i + 1 < len(self._queues) else _drop
+        while True:
+            item = inbox.get()
+            if item is _END:
+                if i + 1 < len(self._queues):
+                    self._queues[i + 1].put(_END)
+                return
+            if self.error is None:  # after a failure, only drain
+                try:
+                    fn(item, forward)
+                except BaseException as exc:  # noqa: BLE001 - handed to close()
+                    self.error = exc
+
+    def try_put(self, data: bytes) -> bool:
+        """Queue a chunk without blocking; False if the first stage is busy."""
+        if self.error is not None:
+            raise self.error
+        try:
+            self._queues[0].put_nowait(data)
+            return True
+        except queue.Full:
+            return False
+
+    def put(self, data: bytes) -> None:
+        """Queue a chunk, waiting for room (call from a thread, not the event loop)."""
+        if self.error is not None:
+            raise self.error
+        self._queues[0].put(data)
+
+    def close(self) -> None:
+        """Let every queued chunk through, stop the threads, raise the first error (blocking)."""
+        self._queues[0].put(_END)
+        for t in self._threads:
+            t.join()
+        if self.error is not None:
+            raise self.error
+
+    def abandon(self) -> None:
+        """Stop working on what is queued (the caller gave up); close() still ends the threads."""
+        if self.error is None:
+            self.error = _Abandoned()
+
+    def close_quietly(self) -> None:
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001 - the caller is already failing for its own reason
+            pass
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _drop(_: bytes) -> None:
+    pass
+
+
+async def pump_stages(source: AsyncIterator[bytes], stages: list[Stage],
+                      on_progress: Callable[[int], None] | None = None) -> int:
+    """pump() through a StagePipeline; when this returns, every stage has seen every byte."""
+    loop = asyncio.get_running_loop()
+    pipeline = StagePipeline(stages)
+    total = 0
+    put: asyncio.Future[None] | None = None
+    try:
+        async for chunk in source:
+            if not pipeline.try_put(chunk):
+                put = loop.run_in_executor(None, pipeline.put, chunk)
+                await put
+                put = None
+            total += len(chunk)
+            if on_progress is not None:
+                on_progress(total)
+    except BaseException:
+        pipeline.abandon()  # the threads only drain from now on, and end
+        await asyncio.shield(_settle(pipeline, put))
+        raise
+    await loop.run_in_executor(None, pipeline.close)
+    return total
+
+
+async def _settle(pipeline: StagePipeline, put: "asyncio.Future[None] | None") -> None:
+    if put is not None:
+        await asyncio.gather(put, return_exceptions=True)
+    await asyncio.get_running_loop().run_in_executor(None, pipeline.close_quietly)
 
 
 async def rechunk(source: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:

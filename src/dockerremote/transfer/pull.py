@@ -15,6 +15,7 @@ Messages follow dockerd 20.10 (distribution/pull_v2.go) where a client can see t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -29,7 +30,7 @@ from dockerremote.oci.digest import short_id
 from dockerremote.reference import Reference
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import LayerRecord
-from dockerremote.transfer.ingest import LayerIngest, pump
+from dockerremote.transfer.ingest import LayerIngest, pump_stages
 from dockerremote.transfer.progress import ByteMeter, Event, Kind
 from dockerremote.transfer.scheduler import Handle, Scheduler
 
@@ -260,7 +261,7 @@ class Puller:
         ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
         try:
             source = repo.blob(desc.digest, desc.size or None, on_retry)
-            await pump(_counted(source, meter, desc), ingest.feed)
+            await pump_stages(_counted(source, meter, desc), ingest.stages())
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
             if ingest.digest != desc.digest:
@@ -352,12 +353,13 @@ class _Lease:
 async def _counted(source: AsyncIterator[bytes], meter: ByteMeter, desc: mf.Descriptor) -> AsyncIterator[bytes]:
     """Count bytes as they arrive from the network (finer progress than the hashing chunks)."""
     n = 0
-    async for chunk in source:
-        n += len(chunk)
-        if desc.size and n > desc.size:  # a server sending more than the manifest promised
-            raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
-        meter.update(n)
-        yield chunk
+    async with contextlib.aclosing(source):  # stopping early releases the connection at once
+        async for chunk in source:
+            n += len(chunk)
+            if desc.size and n > desc.size:  # a server sending more than the manifest promised
+                raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
+            meter.update(n)
+            yield chunk
 
 
 def _summary(config: bytes) -> ConfigSummary:
