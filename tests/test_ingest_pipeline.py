@@ -1,0 +1,98 @@
+"""The staged layer ingest used by pull: same results as feed(), errors and cancellation handled."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import AsyncIterator
+
+import pytest
+
+from dockerremote.errors import DigestMismatch
+from dockerremote.store.content import ContentStore
+from dockerremote.transfer.ingest import LayerIngest, StagePipeline, pump_stages
+from tests.support.seed import compress, make_layer, sha256
+
+
+async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
+def test_stages_give_the_same_record_as_feed(tmp_path: Path, compression: str) -> None:
+    tar = make_layer(5, 300 << 10)
+    blob = compress(tar, compression)
+    a, b = ContentStore(tmp_path / "a"), ContentStore(tmp_path / "b")
+    plain = LayerIngest(a)
+    for i in range(0, len(blob), 50_000):
+        plain.feed(blob[i:i + 50_000])
+    expected = plain.finish(sha256(blob), sha256(tar))
+
+    staged = LayerIngest(b, True, sha256(blob))
+    total = asyncio.run(pump_stages(chunks(blob), staged.stages()))
+    got = staged.finish(sha256(blob), sha256(tar))
+    assert total == len(blob) and got == expected
+    assert (b.path(sha256(blob))).read_bytes() == blob
+
+
+def test_corrupt_bytes_are_a_digest_mismatch_not_a_decompress_error(tmp_path: Path) -> None:
+    tar = make_layer(6, 100 << 10)
+    blob = bytearray(compress(tar, "gzip"))
+    good = sha256(bytes(blob))
+    blob[200] ^= 0xFF
+    store = ContentStore(tmp_path)
+    ingest = LayerIngest(store, True, good)
+    asyncio.run(pump_stages(chunks(bytes(blob)), ingest.stages()))
+    with pytest.raises(DigestMismatch):
+        ingest.finish(good, sha256(tar))
+    assert not store.exists(good) and not any(store.ingest_dir.iterdir())
+
+
+def test_pipeline_order_and_first_error() -> None:
+    seen: list[int] = []
+
+    def double(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+        fwd(x * 2)
+
+    def record(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+        if x == b"\x05\x05":
+            raise ValueError("five")
+        seen.append(x[0])
+
+    p = StagePipeline([double, record])
+    for i in range(10):
+        try:
+            p.put(bytes([i]))
+        except ValueError:
+            break
+    with pytest.raises(ValueError, match="five"):
+        p.close()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_cancelled_pump_leaves_no_thread_behind() -> None:
+    before = threading.active_count()
+    release = threading.Event()
+
+    def slow(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+        release.wait(10)
+
+    async def main() -> None:
+        async def endless() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 1000
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(pump_stages(endless(), [slow, slow]))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert threading.active_count() == before
