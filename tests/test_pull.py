@@ -614,3 +614,50 @@ def test_pull_with_credentials(daemon: Engine, auth: str) -> None:
                                         auth_config={"username": reg.username, "password": "wrong"})
     finally:
         reg.stop()
+
+
+# -- docker.io through a mirror, the seed's request, legacy parameters, events ------------------------
+
+def test_docker_io_through_a_mirror(registry: Registry) -> None:  # noqa: F811
+    """`docker pull alpine` = docker.io/library/alpine:latest, served by --registry-mirror."""
+    from tests.support.proc import start_daemon, stop
+
+    alpine = push_image(registry, "library/alpine", "latest", [make_layer(95, 8 * KB)])
+    push_image(registry, "library/base", "1", [make_layer(96, 4 * KB)])
+    push_image(registry, "library/base", "2", [make_layer(97, 4 * KB)])
+    d = start_daemon(extra=["--registry-mirror", registry.url])
+    try:
+        out = d.docker("pull", "alpine", check=True).stdout.decode()
+        assert "latest: Pulling from library/alpine" in out
+        assert "Status: Downloaded newer image for alpine:latest" in out
+        assert out.rstrip().endswith("docker.io/library/alpine:latest")
+        info = inspect(d, "alpine")
+        assert info["RepoTags"] == ["alpine:latest"]
+        assert info["RepoDigests"] == [f"alpine@{alpine.manifest_digest}"]
+        # the seed's request: no tag at all means every tag of library/base
+        st = statuses(pull(d, "base"))
+        assert [s for _, s in st if s.startswith("Pulling from")] == ["Pulling from library/base"] * 2
+        assert st[-1] == ("", "Status: Downloaded newer image for base")
+        tags = sorted(t for i in d.request("GET", "/v1.41/images/json").json() for t in i["RepoTags"] or [])
+        assert tags == ["alpine:latest", "base:1", "base:2"]
+    finally:
+        stop(d)
+
+
+def test_legacy_registry_parameter_and_pull_events(daemon: Engine, registry: Registry,  # noqa: F811
+                                                   app: tuple[Pushed, list[bytes]]) -> None:
+    import time
+
+    pushed, _ = app
+    since = int(time.time())
+    r = pull(daemon, "team/app", "1.2", registry=registry.host)
+    assert statuses(r)[-1] == ("", f"Status: Downloaded newer image for {registry.host}/team/app:1.2")
+    r = pull(daemon, f"{registry.host}/team/app", pushed.manifest_digest)
+    assert r.status == 200
+    assert pull(daemon, f"{registry.host}/team/app", "nope").status == 404   # no event for a failure
+    events = daemon.request("GET", f"/v1.41/events?since={since}&until={int(time.time()) + 1}"
+                                   '&filters={"event":["pull"]}')
+    got = [(e["id"], e["Actor"]["Attributes"]["name"])
+           for e in map(json.loads, events.body.decode().split())]
+    assert got == [(f"{registry.host}/team/app:1.2", f"{registry.host}/team/app"),
+                   (f"{registry.host}/team/app@{pushed.manifest_digest}", f"{registry.host}/team/app")]

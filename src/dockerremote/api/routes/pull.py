@@ -136,6 +136,7 @@ async def pull_image(ctx: Ctx) -> web.StreamResponse:
 
     try:
         await puller(ctx).pull(req, emit)
+        await asyncio.to_thread(_log_pull, ctx, ref)
     except DockerRemoteError as exc:
         if not stream.started:
             raise
@@ -148,6 +149,15 @@ async def pull_image(ctx: Ctx) -> web.StreamResponse:
         log.exception("pull of %s failed", ref)
         await stream.fail(str(exc) or exc.__class__.__name__)
     return await stream.finish()
+
+
+def _log_pull(ctx: Ctx, ref: Reference) -> None:
+    """dockerd's `pull` event: the reference as asked, the repository, the image's labels."""
+    try:
+        labels = ctx.store.resolve(ref.familiar).labels
+    except DockerRemoteError:
+        labels = None
+    ctx.events.image("pull", ref.familiar, ref.familiar_name, labels)
 
 
 # -- GET /distribution/{name}/json ---------------------------------------------------------------
