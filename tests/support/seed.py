@@ -51,29 +51,34 @@ _POOL_CACHE: dict[int, bytes] = {}
 
 
 def _text_pool(seed: int, size: int = 4 << 20) -> bytes:
-    """Word-salad text from a per-seed vocabulary: compresses about like source code and docs."""
+    """Text like source code and docs: a per-seed vocabulary, lines that recur nearby."""
     if seed in _POOL_CACHE:
         return _POOL_CACHE[seed]
     rnd = random.Random(f"pool-{seed}")
     letters = "etaoinshrdlcumwfgypbvkjxqz"
     weights = [26 - i for i in range(26)]
-    words = ["".join(rnd.choices(letters, weights, k=rnd.randint(2, 11))) for _ in range(3000)]
-    words += ["{", "}", "(", ");", "return", "if", "else", "for", "self", "=", "==", "0", "1", "\n", "\n\t"]
+    words = ["".join(rnd.choices(letters, weights, k=rnd.randint(2, 10))) for _ in range(1200)]
+    words += ["{", "}", "(", ");", "return", "if", "else", "for", "self", "=", "==", "0", "1", "the", "a"]
+    recent: list[bytes] = []
     out = bytearray()
     while len(out) < size:
-        out += " ".join(rnd.choices(words, k=20000)).encode()
-        out += b"\n"
+        if recent and rnd.random() < 0.35:  # code and config repeat themselves within a page
+            line = rnd.choice(recent)
+        else:
+            line = (" " * (4 * rnd.randint(0, 3)) + " ".join(rnd.choices(words, k=rnd.randint(3, 12)))).encode()
+            recent = (recent + [line])[-64:]
+        out += line + b"\n"
     _POOL_CACHE[seed] = bytes(out[:size])
     return _POOL_CACHE[seed]
 
 
-def make_layer(seed: int, size: int, binary_fraction: float = 0.2) -> bytes:
+def make_layer(seed: int, size: int, binary_fraction: float = 0.15) -> bytes:
     """A deterministic layer tar of about `size` bytes of file content.
 
     Files of mixed sizes under a few directories; most hold text-like content (slices of a
     word-salad pool, so gzip finds matches within its window as in real files) and a
-    `binary_fraction` holds random bytes (like compiled code and compressed assets). A 256 MiB
-    layer gzips to roughly 40% of its size, close to real distribution images.
+    `binary_fraction` of the bytes is random (like compiled code and compressed assets). It
+    gzips to about 40% of its size (256 MiB → ~100 MiB), close to real distribution images.
     """
     rnd = random.Random(f"layer-{seed}-{size}")
     pool = _text_pool(seed % 4)
@@ -84,11 +89,12 @@ def make_layer(seed: int, size: int, binary_fraction: float = 0.2) -> bytes:
             info = tarfile.TarInfo(d)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, MTIME
             tar.addfile(info)
-        total, n = 0, 0
+        total, binary, n = 0, 0, 0
         while total < size:
             want = min(size - total, _file_size(rnd))
-            if rnd.random() < binary_fraction:
+            if binary < binary_fraction * (total + want):  # a fraction of the bytes, not of the files
                 data = rnd.randbytes(want)
+                binary += want
                 mode = 0o755
             else:
                 start = rnd.randrange(0, max(1, len(pool) - want))
