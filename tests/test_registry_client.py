@@ -24,7 +24,7 @@ from dockerremote.registry.client import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDE
 from dockerremote.registry.hosts import Endpoint, Hosts, validate_mirror
 from dockerremote.registry.retry import RetryPolicy, parse_retry_after
 from tests.support.proxy import FaultProxy
-from tests.support.registry import Registry, free_port, have_registry, start_registry
+from tests.support.registry import Registry, free_port, have_registry, non_loopback_ip, start_registry
 from tests.support.seed import Pushed, make_layer, push_image, push_index, sha256
 
 pytestmark = pytest.mark.skipif(not have_registry(), reason="docker-registry is not installed")
@@ -851,3 +851,34 @@ def test_mirror_without_a_blob_hands_over(anon: Seeded) -> None:
         assert [s.status for s in first.requests("/blobs/")] == [404, 404]
         assert [s.body_bytes for s in second.requests("/blobs/")] == [0]
     assert size > 100_000
+
+
+@pytest.mark.skipif(non_loopback_ip() is None, reason="no address outside 127.0.0.0/8")
+def test_secure_registry_checks_certificates_and_reads_certs_d(tmp_path: Any) -> None:
+    """A registry outside 127.0.0.0/8 is https with verification; certs.d/<host>/ca.crt adds a CA."""
+    reg = start_registry(ip=non_loopback_ip() or "", tls=True, auth="basic")
+    try:
+        img = push_image(reg, "team/app", "1", [make_layer(1, 1000)])
+
+        async def main() -> None:
+            unknown = Registries(retry=FAST, certs_dir=str(tmp_path))
+            trusted = Registries(retry=FAST, certs_dir=str(tmp_path / "certs.d"))
+            (tmp_path / "certs.d" / reg.host).mkdir(parents=True)
+            (tmp_path / "certs.d" / reg.host / "ca.crt").write_bytes(reg.ca_pem or b"")
+            insecure = Registries(retry=FAST, insecure=[reg.host])
+            try:
+                with pytest.raises(rerr.RegistryUnavailable) as e:
+                    await unknown.repository(ref(f"{reg.host}/team/app"), creds(reg)).manifest("1")
+                assert e.value.message == f'Get "https://{reg.host}/v2/": x509: certificate signed by unknown authority'
+                for regs in (trusted, insecure):
+                    repo = regs.repository(ref(f"{reg.host}/team/app"), creds(reg))
+                    assert (await repo.manifest("1")).digest == img.manifest_digest
+                    assert sha256(await collect(repo, img.layer_digests[0], img.layer_sizes[0])) == img.layer_digests[0]
+                eps = await insecure.repository(ref(f"{reg.host}/team/app"), None)._all_endpoints()
+                assert [e.url for e in eps] == [f"https://{reg.host}", f"http://{reg.host}"]
+            finally:
+                for r in (unknown, trusted, insecure):
+                    await r.close()
+        run(main())
+    finally:
+        reg.stop()

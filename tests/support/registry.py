@@ -45,11 +45,60 @@ ISSUER = "dockerremote-test-issuer"
 _ACCESS_RE = re.compile(r'^(\S+) \S+ (\S+) \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) (\d+|-)')
 
 
-def free_port() -> int:
-    """An ephemeral loopback port: bind port 0, read what the kernel gave, release it."""
+def free_port(ip: str = "127.0.0.1") -> int:
+    """An ephemeral port: bind port 0, read what the kernel gave, release it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return s.getsockname()[1]
+
+
+def non_loopback_ip() -> str | None:
+    """An IPv4 address of this machine outside 127.0.0.0/8 (a 'secure' registry host), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing address
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+def make_tls(ip: str, root: Path) -> bytes:
+    """A CA and a server certificate for `ip` (files ca.crt, server.crt, server.key); the CA PEM."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = _dt.datetime.now(_dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dockerremote test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - _dt.timedelta(days=1))
+          .not_valid_after(now + _dt.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - _dt.timedelta(days=1)).not_valid_after(now + _dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = ca.public_bytes(serialization.Encoding.PEM)
+    (root / "ca.crt").write_bytes(pem)
+    (root / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (root / "server.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    return pem
 
 
 def have_registry() -> bool:
@@ -300,18 +349,32 @@ class Access:
 @dataclass
 class Registry:
     host: str                              # "127.0.0.1:PORT", as in image references
-    url: str                               # "http://127.0.0.1:PORT"
+    url: str                               # "http://127.0.0.1:PORT" ("https://IP:PORT" with tls)
     root: Path
     proc: subprocess.Popen
     auth: str | None = None
     username: str = ""
     password: str = ""
     issuer: TokenIssuer | None = None
+    ca_pem: bytes | None = None            # tls: the CA that signed the registry's certificate
     _sync_n: int = field(default=0, repr=False)
 
     @property
     def port(self) -> int:
         return int(self.host.rsplit(":", 1)[1])
+
+    @property
+    def ip(self) -> str:
+        return self.host.rsplit(":", 1)[0]
+
+    def connection(self, timeout: float = 120) -> http.client.HTTPConnection:
+        """A plain connection to the registry (TLS trusting its CA when it has one)."""
+        if self.ca_pem is None:
+            return http.client.HTTPConnection(self.ip, self.port, timeout=timeout)
+        import ssl
+
+        ctx = ssl.create_default_context(cadata=self.ca_pem.decode())
+        return http.client.HTTPSConnection(self.ip, self.port, timeout=timeout, context=ctx)
 
     @property
     def access_log(self) -> Path:
@@ -355,7 +418,7 @@ class Registry:
     def _sync(self) -> None:
         self._sync_n += 1
         marker = f"/v2/dockerremote-sync/n{self._sync_n}/tags/list"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn = self.connection(timeout=10)
         try:
             conn.request("GET", marker)
             conn.getresponse().read()
@@ -406,16 +469,18 @@ class Registry:
 
 
 def _config(root: Path, port: int, auth: str | None, issuer: TokenIssuer | None,
-            schema1: bool) -> str:
+            schema1: bool, ip: str = "127.0.0.1", tls: bool = False) -> str:
     """The registry's config.yml (YAML is a superset of JSON: we write JSON)."""
     cfg: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "warn", "formatter": "text", "accesslog": {"disabled": False}},
         "storage": {"filesystem": {"rootdirectory": str(root / "data")},
                     "delete": {"enabled": True}, "maintenance": {"uploadpurging": {"enabled": False}}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "dockerremote-tests",
+        "http": {"addr": f"{ip}:{port}", "secret": "dockerremote-tests",
                  "headers": {"X-Content-Type-Options": ["nosniff"]}},
     }
+    if tls:
+        cfg["http"]["tls"] = {"certificate": str(root / "server.crt"), "key": str(root / "server.key")}
     if auth == "basic":
         cfg["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(root / "htpasswd")}}
     elif auth == "token":
@@ -430,31 +495,34 @@ def _config(root: Path, port: int, auth: str | None, issuer: TokenIssuer | None,
 def start_registry(auth: str | None = None, username: str = "tester",
                    password: str | None = None, anonymous_pull: bool = False,
                    schema1: bool = False, port: int | None = None,
-                   timeout: float = 15) -> Registry:
+                   timeout: float = 15, ip: str = "127.0.0.1", tls: bool = False) -> Registry:
     """Start docker-registry on a free loopback port and return once /v2/ answers.
 
     auth: None (anonymous), "basic" (htpasswd) or "token" (bearer, with a TokenIssuer).
     anonymous_pull: with "token", anonymous callers may pull (like public repos on Docker Hub).
+    ip/tls: listen on another address (non_loopback_ip(): a registry dockerd treats as secure)
+    with a certificate for it signed by a fresh CA (reg.ca_pem; files in reg.root).
     """
     if auth not in (None, "basic", "token"):
         raise ValueError(f"auth must be None, 'basic' or 'token', not {auth!r}")
     root = Path(tempfile.mkdtemp(prefix="drreg", dir="/tmp"))
     password = password if password is not None else "pw-" + secrets.token_hex(6)
     issuer = None
+    ca_pem = make_tls(ip, root) if tls else None
     if auth == "basic":
         (root / "htpasswd").write_text(bcrypt_line(username, password) + "\n")
     elif auth == "token":
         issuer = TokenIssuer({username: password}, anonymous_actions=("pull",) if anonymous_pull else ())
         (root / "issuer.pem").write_bytes(issuer.cert_pem)
     for attempt in range(5):  # the free port may be taken between our probe and the bind
-        p = port or free_port()
-        (root / "config.yml").write_text(_config(root, p, auth, issuer, schema1))
+        p = port or free_port(ip)
+        (root / "config.yml").write_text(_config(root, p, auth, issuer, schema1, ip, tls))
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(root / "config.yml")],
                                 stdout=open(root / "access.log", "wb"),
                                 stderr=open(root / "registry.log", "wb"), cwd=root)
-        reg = Registry(host=f"127.0.0.1:{p}", url=f"http://127.0.0.1:{p}", root=root, proc=proc,
+        reg = Registry(host=f"{ip}:{p}", url=f"{'https' if tls else 'http'}://{ip}:{p}", root=root, proc=proc,
                        auth=auth, username=username if auth else "", password=password if auth else "",
-                       issuer=issuer)
+                       issuer=issuer, ca_pem=ca_pem)
         if _wait_ready(reg, timeout):
             return reg
         if proc.poll() is None:
@@ -474,7 +542,7 @@ def _wait_ready(reg: Registry, timeout: float) -> bool:
         if reg.proc.poll() is not None:
             return False
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=2)
+            conn = reg.connection(timeout=2)
             conn.request("GET", "/v2/")
             status = conn.getresponse().status
             conn.close()

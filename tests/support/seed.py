@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import json
 import random
@@ -153,7 +152,7 @@ def _request(reg: Registry, method: str, path: str, repo: str, body: bytes | Any
     """One request to the registry (absolute Location URLs allowed), authenticated as its admin."""
     u = urllib.parse.urlsplit(path)
     target = (u.path + ("?" + u.query if u.query else "")) if u.scheme else path
-    conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=120)
+    conn = reg.connection()
     try:
         h = {**reg.auth_header(repo, actions), **(headers or {})}
         conn.request(method, target, body=body, headers=h)

@@ -35,7 +35,7 @@ from dockerremote.registry import auth as _auth
 from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenError
 from dockerremote.registry.errors import (BlobInvalid, ManifestInvalid, RegistryError, RegistryUnavailable,
                                           Unauthorized, registry_error, transport_text)
-from dockerremote.registry.hosts import Endpoint, Hosts
+from dockerremote.registry.hosts import DEFAULT_CERTS_DIR, Endpoint, Hosts, tls_context
 from dockerremote.registry.retry import RetryPolicy, parse_retry_after, retryable
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,14 @@ class Registries:
     def __init__(self, mirrors: list[str] | tuple[str, ...] = (), insecure: list[str] | tuple[str, ...] = (),
                  max_downloads: int = 3, *, retry: RetryPolicy | None = None,
                  connect_timeout: float = 30.0, read_timeout: float = 60.0,
-                 chunk_size: int = CHUNK, user_agent: str | None = None) -> None:
+                 chunk_size: int = CHUNK, user_agent: str | None = None,
+                 certs_dir: str | None = DEFAULT_CERTS_DIR) -> None:
         self.hosts = Hosts(list(mirrors), list(insecure))
         self.max_downloads = max_downloads
         self.retry = retry or RetryPolicy()
         self.chunk_size = chunk_size
+        self.certs_dir = certs_dir
+        self._tls: dict[Endpoint, Any] = {}
         self.tokens = TokenCache()
         self.user_agent = user_agent or f"dockerremote/{__version__} (compatible; docker/20.10)"
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
@@ -124,10 +127,14 @@ class Registries:
 
     # -- per-endpoint state shared by every repository
 
-    @staticmethod
-    def ssl_for(ep: Endpoint) -> bool:
-        """True: the system's CAs (aiohttp's default context); False: no certificate check."""
-        return ep.verify_tls
+    async def ssl_for(self, ep: Endpoint) -> Any:
+        """True: the system's CAs; False: no check; an SSLContext when certs.d/<host> has files."""
+        if ep not in self._tls:
+            if not ep.url.startswith("https://"):
+                self._tls[ep] = None
+            else:  # reads files: off the event loop, once per endpoint
+                self._tls[ep] = await asyncio.to_thread(tls_context, self.certs_dir, ep.host, ep.verify_tls)
+        return self._tls[ep]
 
     def proxy_for(self, url: str) -> str | None:
         if not self._proxies:
@@ -169,7 +176,7 @@ class Registries:
             session = await self.session()
             url = f"{ep.url}/v2/"
             try:
-                async with session.get(url, ssl=self.ssl_for(ep), proxy=self.proxy_for(url),
+                async with session.get(url, ssl=await self.ssl_for(ep), proxy=self.proxy_for(url),
                                        allow_redirects=True) as resp:
                     await resp.content.read(MAX_ERROR_BODY)
                     challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
@@ -471,7 +478,7 @@ class Repository:
             try:
                 # the token service is reached like its registry (dockerd shares the transport)
                 token, expires_in = await _auth.fetch_token(
-                    session, ch, self.scopes, self.auth, ssl=self.registries.ssl_for(ep),
+                    session, ch, self.scopes, self.auth, ssl=await self.registries.ssl_for(ep),
                     proxy=self.registries.proxy_for(realm))
             except TokenError as exc:
                 cls = Unauthorized if exc.code == "UNAUTHORIZED" or exc.http_status == 401 else RegistryError
@@ -541,10 +548,11 @@ class Repository:
             h["Authorization"] = authz
         origin = URL(url).origin()
         target = URL(url)
+        tls = await self.registries.ssl_for(ep)
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 resp = await session.request(method, target, headers=h, allow_redirects=False,
-                                             ssl=self.registries.ssl_for(ep),
+                                             ssl=tls if target.scheme == "https" else None,
                                              proxy=self.registries.proxy_for(str(target)))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if target.origin() == origin and isinstance(exc, aiohttp.ClientConnectorError):

@@ -125,3 +125,40 @@ async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
         except ValueError:
             continue
     return out
+
+
+# --------------------------------------------------------------------------- certs.d
+
+DEFAULT_CERTS_DIR = "/etc/docker/certs.d"
+
+
+def tls_context(certs_dir: str | None, host_port: str, verify: bool) -> "ssl.SSLContext | bool":
+    """TLS for one registry host, as dockerd reads certs.d/<host[:port]>/ (blocking: run in a thread).
+
+    `*.crt` are extra CAs (added to the system's), `*.cert` + `*.key` pairs are client
+    certificates. Without such a folder: True (the system's CAs) or False (no check).
+    """
+    import os
+    import ssl
+
+    folder = os.path.join(certs_dir, host_port) if certs_dir else ""
+    try:
+        names = sorted(os.listdir(folder)) if folder else []
+    except OSError:
+        names = []
+    cas = [n for n in names if n.endswith(".crt")]
+    pairs = [(n, n[:-5] + ".key") for n in names if n.endswith(".cert")]
+    if not cas and not pairs:
+        return verify
+    ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    for n in cas:
+        ctx.load_verify_locations(cafile=os.path.join(folder, n))
+    for cert, key in pairs:
+        if key not in names:
+            raise InvalidArgument(f"missing key {key} for client certificate {cert}. "
+                                  "CA certificates must use the extension .crt")
+        ctx.load_cert_chain(os.path.join(folder, cert), os.path.join(folder, key))
+    return ctx
