@@ -135,20 +135,24 @@ async def pull_image(ctx: Ctx) -> web.StreamResponse:
             await stream.send(message(event))
 
     try:
-        await puller(ctx).pull(req, emit)
-        await asyncio.to_thread(_log_pull, ctx, ref)
-    except DockerRemoteError as exc:
-        if not stream.started:
+        try:
+            await puller(ctx).pull(req, emit)
+            await asyncio.to_thread(_log_pull, ctx, ref)
+        except DockerRemoteError as exc:
+            if not stream.started:
+                raise
+            await stream.fail(exc.message)
+        except ConnectionError:
             raise
-        await stream.fail(exc.message)
-    except (ConnectionError, asyncio.CancelledError):
-        raise  # the client went away: nobody to tell
-    except Exception as exc:
-        if not stream.started:
-            raise
-        log.exception("pull of %s failed", ref)
-        await stream.fail(str(exc) or exc.__class__.__name__)
-    return await stream.finish()
+        except Exception as exc:  # a bug of ours mid-stream: say so in the stream, keep the trace
+            if not stream.started:
+                raise
+            log.exception("pull of %s failed", ref)
+            await stream.fail(str(exc) or exc.__class__.__name__)
+        return await stream.finish()
+    except ConnectionError:  # the client went away: nobody to tell; shared downloads go on
+        log.info("pull of %s: the client hung up", ref)
+        return stream.response or web.Response(status=499)
 
 
 def _log_pull(ctx: Ctx, ref: Reference) -> None:
