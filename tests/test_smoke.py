@@ -6,7 +6,7 @@ from tests.support.proc import Engine
 def test_ping_headers(daemon: Engine) -> None:
     r = daemon.request("GET", "/_ping")
     assert r.status == 200 and r.body == b"OK"
-    assert r.headers["api-version"] == "1.41"
+    assert r.headers["api-version"] == "1.52"
     assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
     head = daemon.request("HEAD", "/_ping")
     assert head.status == 200 and head.body == b""

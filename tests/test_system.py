@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import make_tar
 from tests.support.proc import Engine, start_daemon, stop
 
-COMMON = {"api-version": "1.41", "ostype": "linux", "docker-experimental": "false"}
+COMMON = {"api-version": "1.52", "ostype": "linux", "docker-experimental": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def test_ping(engine: Engine) -> None:
         assert r.headers["content-type"] == "text/plain; charset=utf-8"
         assert r.headers["server"].startswith("Docker/20.10.24") and r.headers["server"].endswith(" (linux)")
         assert {k: r.headers[k] for k in COMMON} == COMMON
+        assert (r.headers["builder-version"], r.headers["swarm"]) == ("1", "inactive")  # API 1.42+ daemons
     assert engine.request("GET", "/_ping").body == b"OK"
     head = engine.request("HEAD", "/v1.41/_ping")
     assert (head.body, head.headers["content-length"]) == (b"", "0")
@@ -44,13 +45,13 @@ def test_version(engine: Engine) -> None:
     assert list(v) == ["Platform", "Components", "Version", "ApiVersion", "MinAPIVersion", "GitCommit",
                        "GoVersion", "Os", "Arch", "KernelVersion", "BuildTime"]
     assert v["Platform"] == {"Name": ""}
-    assert (v["ApiVersion"], v["MinAPIVersion"], v["Os"], v["Arch"]) == ("1.41", "1.24", "linux", "amd64")
+    assert (v["ApiVersion"], v["MinAPIVersion"], v["Os"], v["Arch"]) == ("1.52", "1.24", "linux", "amd64")
     engine_part = v["Components"][0]
     assert engine_part["Name"] == "Engine" and engine_part["Version"] == v["Version"]
-    assert engine_part["Details"]["ApiVersion"] == "1.41" and engine_part["Details"]["MinAPIVersion"] == "1.24"
+    assert engine_part["Details"]["ApiVersion"] == "1.52" and engine_part["Details"]["MinAPIVersion"] == "1.24"
     out = engine.docker("version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}", check=True)
-    assert out.stdout.decode() == "1.41 1.24\n"
-    assert engine.client().version()["ApiVersion"] == "1.41"
+    assert out.stdout.decode() == "1.52 1.24\n"
+    assert engine.client().version()["ApiVersion"] == "1.52"
 
 
 def test_info(engine: Engine) -> None:
@@ -69,7 +70,7 @@ def test_info(engine: Engine) -> None:
 
 
 def test_system_df(engine: Engine) -> None:
-    df = engine.request("GET", "/system/df").json()
+    df = engine.request("GET", "/v1.41/system/df").json()  # dockerd 20.10's shape (1.52's: test_versions)
     assert list(df) == ["LayersSize", "Images", "Containers", "Volumes", "BuildCache", "BuilderSize"]
     assert (df["LayersSize"], df["Containers"], df["Volumes"], df["BuildCache"]) == (5, [], [], None)
     img = df["Images"][0]
@@ -82,10 +83,10 @@ def test_system_df(engine: Engine) -> None:
     assert engine.client().df()["LayersSize"] == 5
 
 
-@pytest.mark.parametrize("prefix", ["/v1.24", "/v1.41", "/v1.41.0", "/v1.30", ""])
+@pytest.mark.parametrize("prefix", ["/v1.24", "/v1.41", "/v1.41.0", "/v1.30", "/v1.44", "/v1.52", "/v1.52.0", ""])
 def test_versions_in_range(engine: Engine, prefix: str) -> None:
     r = engine.request("GET", f"{prefix}/images/json")
-    assert r.status == 200 and r.headers["api-version"] == "1.41"
+    assert r.status == 200 and r.headers["api-version"] == "1.52"
 
 
 @pytest.mark.parametrize("prefix, message", [
@@ -93,13 +94,13 @@ def test_versions_in_range(engine: Engine, prefix: str) -> None:
                "please upgrade your client to a newer version"),
     ("/v1", "client version 1 is too old. Minimum supported API version is 1.24, "
             "please upgrade your client to a newer version"),
-    ("/v1.42", "client version 1.42 is too new. Maximum supported API version is 1.41"),
-    ("/v2.0", "client version 2.0 is too new. Maximum supported API version is 1.41"),
+    ("/v1.53", "client version 1.53 is too new. Maximum supported API version is 1.52"),
+    ("/v2.0", "client version 2.0 is too new. Maximum supported API version is 1.52"),
 ])
 def test_versions_out_of_range(engine: Engine, prefix: str, message: str) -> None:
     r = engine.request("GET", f"{prefix}/version")
     assert (r.status, r.json()) == (400, {"message": message})
-    assert r.headers["api-version"] == "1.41" and r.body.endswith(b"}\n")
+    assert r.headers["api-version"] == "1.52" and r.body.endswith(b"}\n")
 
 
 @pytest.mark.parametrize("method, path", [

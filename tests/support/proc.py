@@ -68,10 +68,11 @@ class Engine:
             conn.close()
 
     def docker(self, *args: str, input: bytes | None = None, check: bool = False,
-               timeout: float = 300) -> subprocess.CompletedProcess:
+               timeout: float = 300, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
         env["DOCKER_HOST"] = self.host
         env["DOCKER_CONFIG"] = str(self.workdir / "docker-config")
+        env.update(env_extra or {})  # e.g. DOCKER_API_VERSION to pin the CLI's API version
         r = subprocess.run([DOCKER, *args], input=input, capture_output=True, env=env, timeout=timeout)
         if check and r.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({r.returncode}): {r.stderr.decode()}")

@@ -123,7 +123,9 @@ def make_app(store: ImageStore, settings: Settings) -> web.Application:
             except DockerRemoteError:
                 request["routed"] = "version-error"
                 raise
-            ctx = Ctx(request, ApiVersion(version), params, store, settings, bus)
+            api_version = ApiVersion(version)
+            request[versions.REQUEST_KEY] = api_version  # streams shape their lines by it (jsonstream)
+            ctx = Ctx(request, api_version, params, store, settings, bus)
             return await handler(ctx)
         except DockerRemoteError as exc:
             return error_response(exc.status, exc.message)

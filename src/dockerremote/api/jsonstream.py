@@ -1,7 +1,9 @@
 """JSON for the wire: plain responses (compact, HTML left alone) and progress streams.
 
 A stream commits its 200 status with its first line; an error before that is a real
-HTTP error, after it one final errorDetail line (moby's rule).
+HTTP error, after it one final errorDetail line (moby's rule). The fields a line carries
+depend on the request's API version (versions.SWITCHES: stream_progress_text,
+stream_error_text), so every stream (import, pull, load) is shaped in one place.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import json
 from typing import Any
 
 from aiohttp import web
+
+from dockerremote.api import versions
 
 _STREAM_FIELDS = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
                   "timeNano", "errorDetail", "error", "aux")
@@ -24,9 +28,21 @@ def json_response(obj: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def stream_line(msg: dict[str, Any]) -> bytes:
+def stream_fields(version: versions.ApiVersion | None) -> tuple[str, ...]:
+    """The message fields a client of `version` gets (all of them when no version is known)."""
+    if version is None:
+        return _STREAM_FIELDS
+    drop = set()
+    if not version.has("stream_progress_text"):
+        drop.add("progress")
+    if not version.has("stream_error_text"):
+        drop.add("error")
+    return tuple(f for f in _STREAM_FIELDS if f not in drop) if drop else _STREAM_FIELDS
+
+
+def stream_line(msg: dict[str, Any], fields: tuple[str, ...] = _STREAM_FIELDS) -> bytes:
     """One JSON message in dockerd's field order, Go's HTML escaping, \\r\\n framed."""
-    ordered = {k: msg[k] for k in _STREAM_FIELDS if k in msg}
+    ordered = {k: msg[k] for k in fields if k in msg}
     text = dumps(ordered).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (text + "\r\n").encode()
 
@@ -39,6 +55,7 @@ class JsonStream:
     def __init__(self, request: web.Request) -> None:
         self._request = request
         self.response: web.StreamResponse | None = None
+        self._fields = stream_fields(request.get(versions.REQUEST_KEY))
 
     @property
     def started(self) -> bool:
@@ -54,7 +71,7 @@ class JsonStream:
     async def send(self, msg: dict[str, Any]) -> None:
         await self.start()
         assert self.response is not None
-        await self.response.write(stream_line(msg))
+        await self.response.write(stream_line(msg, self._fields))
 
     async def fail(self, text: str) -> None:
         await self.send(error_message(text))

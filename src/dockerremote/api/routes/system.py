@@ -41,8 +41,16 @@ def engine_id(data_root: str) -> str:
     return ":".join(raw[i:i + 4] for i in range(0, 48, 4))
 
 
+# What newer daemons (Moby 23+, API 1.42+) send on every /_ping, whatever the URL version.
+# Builder-Version: "1" (the classic builder) rather than "2": we have no BuildKit session
+# endpoints, so a client told "2" would fail in a more confusing way.
+BUILDER_VERSION = "1"
+SWARM_STATUS = "inactive"
+
+
 async def ping(ctx: Ctx) -> web.StreamResponse:
-    headers = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"}
+    headers = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+               "Builder-Version": BUILDER_VERSION, "Swarm": SWARM_STATUS}
     if ctx.request.method == "HEAD":
         headers["Content-Length"] = "0"  # dockerd announces the empty body
         return web.Response(status=200, headers=headers, content_type="text/plain", charset="utf-8")
@@ -75,7 +83,8 @@ def _mem_total() -> int:
 async def info(ctx: Ctx) -> web.StreamResponse:
     s = ctx.settings
     images = ctx.store.index.images
-    return json_response({
+    v = ctx.version
+    out = {
         "ID": engine_id(str(s.data_root)), "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
         "Images": len(images), "Driver": "dockerremote", "DriverStatus": [["Store", "blobs + sqlite"]],
         "Plugins": {"Volume": None, "Network": None, "Authorization": None, "Log": None},
@@ -106,7 +115,16 @@ async def info(ctx: Ctx) -> web.StreamResponse:
         "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": None,
-    })
+    }
+    if not v.has("info_bridge_nf"):
+        del out["BridgeNfIptables"], out["BridgeNfIp6tables"]
+    if not v.has("info_nondistributable"):
+        reg = out["RegistryConfig"]
+        del reg["AllowNondistributableArtifactsCIDRs"], reg["AllowNondistributableArtifactsHostnames"]
+    if not v.has("info_expected_commits"):
+        for key in ("ContainerdCommit", "RuncCommit", "InitCommit"):
+            out[key] = {"ID": ""}
+    return json_response(out)
 
 
 async def system_df(ctx: Ctx) -> web.StreamResponse:
@@ -115,8 +133,24 @@ async def system_df(ctx: Ctx) -> web.StreamResponse:
         items = [shapes.list_item(store, img, ctx.version, with_shared_size=True, containers=0)
                  for img in shapes.sorted_images(store.index.images.values())]
         layers_size = sum(lay.size for lay in store.index.layers.values())
-    return json_response({"LayersSize": layers_size, "Images": items, "Containers": [],
-                          "Volumes": [], "BuildCache": None, "BuilderSize": 0})
+    if not ctx.version.has("df_usage_objects"):
+        return json_response({"LayersSize": layers_size, "Images": items, "Containers": [],
+                              "Volumes": [], "BuildCache": None, "BuilderSize": 0})
+    # 1.52: the usage objects; the legacy fields too unless the client asked for `verbose`
+    # (moby keeps both for clients that use the newest version unknowingly, e.g. docker-py).
+    verbose = ctx.query_bool("verbose")
+    out: dict = {}
+    if not verbose:
+        if layers_size:  # omitempty
+            out["LayersSize"] = layers_size
+        out.update({"Images": items, "Containers": [], "Volumes": []})
+    image_usage: dict = {"ActiveCount": 0, "Reclaimable": layers_size, "TotalCount": len(items),
+                         "TotalSize": layers_size}
+    if items:  # Items: omitempty
+        image_usage["Items"] = items
+    empty = {"ActiveCount": 0, "Reclaimable": 0, "TotalCount": 0, "TotalSize": 0}
+    out.update({"ImageUsage": image_usage, "ContainerUsage": dict(empty), "VolumeUsage": dict(empty)})
+    return json_response(out)
 
 
 def register(router: Router) -> None:
