@@ -1,6 +1,9 @@
 """Side by side with the reference dockerd 20.10: the same arrangement is built on both daemons
 and the responses are compared after normalization (IDs → names, times and versions → marks).
 
+Our side is asked at /v1.41 (dockerd 20.10's own version; our bare paths are 1.52) and its CLI
+and docker-py are pinned to 1.41 too, so both daemons answer the same API version.
+
 The dockerd fixture is shared by the whole session, so every test names its images with a
 unique prefix and label, looks only at those, and deletes them afterwards. Where dockerd
 answers 500 for a client's mistake we answer 400 with the same text (house rule); those
@@ -38,12 +41,24 @@ class Side:
         self.is_ref = is_ref
         self.ids: dict[str, str] = {}  # symbol → image ID
 
+    def path(self, path: str) -> str:
+        """Our daemon's bare paths are API 1.52: ask it at dockerd 20.10's version instead."""
+        if self.is_ref or re.match(r"/v[0-9]", path):
+            return path
+        return "/v1.41" + path
+
+    def docker(self, *args: str) -> Any:
+        return self.e.docker(*args, env_extra=None if self.is_ref else {"DOCKER_API_VERSION": "1.41"})
+
+    def client(self) -> Any:
+        return self.e.client(version="auto" if self.is_ref else "1.41")
+
     # -- building the arrangement
     def imp(self, symbol: str, body: bytes, repo: str = "", changes: tuple[str, ...] = (),
             **params: str) -> str:
         query = [("fromSrc", "-")] + ([("repo", repo)] if repo else []) + [("changes", c) for c in changes]
         query += list(params.items())
-        r = self.e.request("POST", "/images/create?" + urllib.parse.urlencode(query), body,
+        r = self.e.request("POST", self.path("/images/create?" + urllib.parse.urlencode(query)), body,
                            {"Content-Type": "application/tar"})
         assert r.status == 200, (self.is_ref, r.body)
         image_id = r.lines()[-1]["status"]
@@ -63,7 +78,7 @@ class Side:
         return re.sub(r"\{(\w+)(?::(\d+))?\}", sub, text)
 
     def request(self, method: str, path: str, body: bytes | None = None) -> Response:
-        return self.e.request(method, self.expand(path), body)
+        return self.e.request(method, self.path(self.expand(path)), body)
 
     # -- normalizing what came back
     def symbols(self, text: str) -> str:
@@ -178,17 +193,24 @@ def test_system_endpoints(pair: tuple[Side, Side]) -> None:
     ref, ours = pair
     for method in ("GET", "HEAD"):
         a, b = ref.request(method, "/_ping"), ours.request(method, "/_ping")
-        drop = {"date", "server"}
+        # our daemon's own version (1.52) and the headers of API 1.42+ daemons are ours alone
+        drop = {"date", "server", "api-version", "builder-version", "swarm"}
         assert ({k: v for k, v in a.headers.items() if k not in drop}, a.body) == \
                ({k: v for k, v in b.headers.items() if k not in drop}, b.body)
-    same(pair, "GET", "/v1.42/version")
+        assert (a.headers["api-version"], b.headers["api-version"]) == ("1.41", "1.52")
+        assert (b.headers["builder-version"], b.headers["swarm"]) == ("1", "inactive")
+    # too new for both: the same error, each naming its own maximum
+    a, b = ref.request("GET", "/v1.53/version"), ours.request("GET", "/v1.53/version")
+    assert (a.status, a.json()["message"].replace("1.41", "1.52")) == (b.status, b.json()["message"]) == (
+        400, "client version 1.53 is too new. Maximum supported API version is 1.52")
     same(pair, "GET", "/nope")
     same(pair, "GET", "/v1.41/images/nope/nope")
     same(pair, "HEAD", "/version")
     same(pair, "POST", "/_ping")
     same(pair, "OPTIONS", "/images/json")
     va, vb = ref.request("GET", "/version").json(), ours.request("GET", "/version").json()
-    assert list(va) == list(vb) and va["Platform"] == vb["Platform"] and va["ApiVersion"] == vb["ApiVersion"]
+    assert list(va) == list(vb) and va["Platform"] == vb["Platform"]
+    assert (va["ApiVersion"], vb["ApiVersion"], vb["MinAPIVersion"]) == ("1.41", "1.52", "1.24")
     assert list(va["Components"][0]["Details"]) == list(vb["Components"][0]["Details"])
     ia, ib = ref.request("GET", "/info").json(), ours.request("GET", "/info").json()
     assert list(ia) == list(ib)
@@ -304,11 +326,11 @@ def test_import_from_url(pair: tuple[Side, Side], http: str) -> None:
     for n, path in enumerate(("/a.tar", "/b.tar.gz")):
         got = []
         for side in pair:
-            r = side.e.request("POST", f"/images/create?fromSrc={http.removeprefix('http://')}{path}")
+            r = side.request("POST", f"/images/create?fromSrc={http.removeprefix('http://')}{path}")
             lines = r.lines()
             image_id = lines[-1]["status"]
             side.ids[f"U{n}"] = image_id
-            info = side.e.request("GET", f"/images/{image_id}/json").json()
+            info = side.request("GET", f"/images/{image_id}/json").json()
             got.append((r.status, lines[0], lines[1]["status"], list(lines[1]),
                         lines[1]["progressDetail"].get("total"),
                         lines[-3:-1] if lines[-2] == {} else lines[-2:-1], list(lines[-1]),
@@ -410,9 +432,9 @@ def test_rmi_cli(pair: tuple[Side, Side], uid: str) -> None:
     both(pair, lambda s: s.tag("{A}", f"{uid}", "2"))
     outs = []
     for side in pair:
-        r1 = side.e.docker("rmi", f"{uid}:1", "{uid}:nope".replace("{uid}", uid))
-        r2 = side.e.docker("rmi", side.ids["A"][7:19])
-        r3 = side.e.docker("rmi", "-f", side.ids["A"][7:19])
+        r1 = side.docker("rmi", f"{uid}:1", "{uid}:nope".replace("{uid}", uid))
+        r2 = side.docker("rmi", side.ids["A"][7:19])
+        r3 = side.docker("rmi", "-f", side.ids["A"][7:19])
         outs.append([(r.returncode, side.symbols(r.stdout.decode()), side.symbols(r.stderr.decode()))
                      for r in (r1, r2, r3)])
     assert outs[0] == outs[1]
@@ -458,9 +480,9 @@ def test_prune_cli(pair: tuple[Side, Side], uid: str) -> None:
     both(pair, lambda s: s.imp("T", make_tar({"t": uid.encode()}), f"{uid}:1", (f"LABEL t={uid}",)))
     outs = []
     for side in pair:
-        runs = [side.e.docker("image", "prune", "-f", "--filter", f"label=t={uid}"),
-                side.e.docker("image", "prune", "-a", "-f", "--filter", f"label=t={uid}"),
-                side.e.docker("image", "prune", "-f", "--filter", f"label=t={uid}")]
+        runs = [side.docker("image", "prune", "-f", "--filter", f"label=t={uid}"),
+                side.docker("image", "prune", "-a", "-f", "--filter", f"label=t={uid}"),
+                side.docker("image", "prune", "-f", "--filter", f"label=t={uid}")]
         outs.append([(r.returncode, side.symbols(r.stdout.decode()), r.stderr.decode()) for r in runs])
     assert outs[0] == outs[1]
 
@@ -481,7 +503,7 @@ def test_cli_views(pair: tuple[Side, Side], uid: str) -> None:
     for args in views:
         got = []
         for side in pair:
-            r = side.e.docker(*args)
+            r = side.docker(*args)
             if args[:2] == ("image", "inspect"):  # one indented JSON document
                 out: Any = side.norm(json.loads(r.stdout))
             else:
@@ -495,7 +517,7 @@ def test_docker_py_views(pair: tuple[Side, Side], uid: str) -> None:
     both(pair, lambda s: s.imp("A", make_tar({"p": uid.encode()}), f"{uid}:1", ("LABEL k=v",)))
     got = []
     for side in pair:
-        client = side.e.client()
+        client = side.client()
         img = client.images.get(f"{uid}:1")
         listed = client.images.list(all=True, filters={"reference": f"{uid}*"})
         got.append((side.norm(img.attrs), side.norm(img.history()), [side.norm(i.attrs) for i in listed],
@@ -567,7 +589,7 @@ def test_loaded_images(pair: tuple[Side, Side], uid: str) -> None:
     archive = save_archive([(f"{uid}:1", cfg, [base, top]),
                             (f"{uid}:2", {"architecture": "amd64", "os": "linux"}, [base, other])])
     for side in pair:
-        r = side.e.request("POST", "/images/load?quiet=1", archive)
+        r = side.request("POST", "/images/load?quiet=1", archive)
         assert r.status == 200, r.body
         for n in ("1", "2"):
             side.ids[f"L{n}"] = side.e.request("GET", f"/images/{uid}:{n}/json").json()["Id"]

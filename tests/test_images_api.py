@@ -1,5 +1,6 @@
 """List, inspect, history, tag, delete and prune on our daemon alone (no dockerd needed): the
-shapes, statuses and texts dockerd 20.10 has (test_compat_dockerd.py compares them live)."""
+shapes, statuses and texts dockerd 20.10 has (test_compat_dockerd.py compares them live).
+Shapes are asked for at /v1.41, dockerd 20.10's version (test_versions.py covers the others)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def tag(e: Engine, src: str, repo: str, tag_: str = "") -> None:
     assert (r.status, r.body) == (201, b""), r.body
 
 
-def ls(e: Engine, path: str = "/images/json", **params: Any) -> list[dict]:
+def ls(e: Engine, path: str = "/v1.41/images/json", **params: Any) -> list[dict]:
     r = e.request("GET", path + ("?" + q(**params) if params else ""))
     assert r.status == 200, r.body
     return r.json()
@@ -64,7 +65,7 @@ def shared() -> Iterator[Engine]:
 # -- list ----------------------------------------------------------------------------------------
 
 def test_list_shapes(daemon: Engine) -> None:
-    r = daemon.request("GET", "/images/json")
+    r = daemon.request("GET", "/v1.41/images/json")
     assert (r.status, r.body, r.headers["content-type"]) == (200, b"[]\n", "application/json")
     a = imp(daemon, b"a", "la:1", ("LABEL z=1", "LABEL a=2"))
     tag(daemon, "la:1", "docker.io/library/la", "0")
@@ -142,7 +143,7 @@ def test_reference_filter_narrows_repo_tags(daemon: Engine) -> None:
 ])
 def test_list_filter_errors(shared: Engine, filters: dict, status: int, message: str) -> None:
     imp(shared, b"errs", "errs:1")
-    assert err(shared, "GET", "/images/json?" + q(filters=filters)) == (status, message)
+    assert err(shared, "GET", "/v1.41/images/json?" + q(filters=filters)) == (status, message)
 
 
 def test_bad_pattern_with_nothing_to_match(daemon: Engine) -> None:
@@ -176,7 +177,7 @@ def test_cli_images(daemon: Engine) -> None:
 
 def test_inspect_shape(shared: Engine) -> None:
     image_id = imp(shared, b"insp", "insp:1", ("CMD [\"sh\"]", "LABEL b=1", "LABEL a=2", "EXPOSE 80"))
-    info = shared.request("GET", "/images/insp:1/json").json()
+    info = shared.request("GET", "/v1.41/images/insp:1/json").json()
     assert list(info) == INSPECT_KEYS
     assert (info["Id"], info["RepoTags"], info["RepoDigests"], info["Parent"]) == (image_id, ["insp:1"], [], "")
     assert info["Comment"] == "Imported from -" and info["Container"] == ""

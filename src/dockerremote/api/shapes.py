@@ -1,7 +1,9 @@
 """Docker's JSON shapes for images, per API version (switches from versions.SWITCHES).
 
 Inspect re-marshals the stored config the way Go does: struct fields in declaration order,
-unknown keys dropped, map keys sorted, empty omitempty fields left out.
+unknown keys dropped, map keys sorted, empty omitempty fields left out. Up to 1.41 the
+shapes are dockerd 20.10's byte for byte; later versions follow moby's types and the
+version gates of its image routes (the rows named in each function).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any, Callable, Iterable
 from dockerremote.api.jsonstream import dumps
 from dockerremote.api.versions import ApiVersion
 from dockerremote.errors import DockerRemoteError
+from dockerremote.oci import manifest as mf
 from dockerremote.oci.config import container_config, format_time, normalize_time, parse_time
 from dockerremote.oci.digest import chain_ids
+from dockerremote.oci.platform import Platform
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import ImageRecord
 
@@ -99,22 +103,38 @@ def sorted_map(value: Any) -> Any:
     return value
 
 
+# The switches that shape a list item (the memo key of list_item_json).
+LIST_SWITCHES = ("none_placeholders", "virtual_size", "descriptor", "list_containers_count")
+
+
 def list_item(store: ImageStore, image: ImageRecord, version: ApiVersion, *,
               tags: list[str] | None = None, digests: list[str] | None = None,
-              with_shared_size: bool = False, containers: int = -1) -> dict[str, Any]:
+              with_shared_size: bool = False, containers: int | None = None,
+              manifests: bool = False) -> dict[str, Any]:
+    """One image of GET /images/json (and of /system/df), in moby's Summary field order."""
     if tags is None and digests is None:
         tags, digests = split_refs(store, image)
-    item: dict[str, Any] = {
-        "Containers": containers,
-        "Created": created_unix(image),
-        "Id": image.id,
-        "Labels": sorted_map(image.labels),
+    if containers is None:
+        containers = 0 if version.has("list_containers_count") else -1
+    null_if_empty = version.has("none_placeholders")  # before 1.43 an empty list is null
+    item: dict[str, Any] = {"Containers": containers, "Created": created_unix(image)}
+    if version.has("descriptor"):
+        desc = descriptor(store, image)
+        if desc is not None:  # omitempty: only images we keep a manifest or index for
+            item["Descriptor"] = desc
+    item["Id"] = image.id
+    item["Labels"] = sorted_map(image.labels)
+    if manifests:
+        summaries = manifest_summaries(store, image)
+        if summaries:  # omitempty
+            item["Manifests"] = summaries
+    item.update({
         "ParentId": "",
-        "RepoDigests": digests or None,
-        "RepoTags": tags or None,
+        "RepoDigests": (digests or None) if null_if_empty else list(digests or []),
+        "RepoTags": (tags or None) if null_if_empty else list(tags or []),
         "SharedSize": shared_sizes(store, image) if with_shared_size else -1,
         "Size": image.size,
-    }
+    })
     if version.has("virtual_size"):
         item["VirtualSize"] = image.size
     return item
@@ -125,17 +145,137 @@ _ITEM_JSON_MAX = 1 << 16
 
 
 def list_item_json(store: ImageStore, image: ImageRecord, version: ApiVersion, tags: list[str],
-                   digests: list[str], virtual_size: bool) -> str:
+                   digests: list[str], shape: tuple[bool, ...]) -> str:
     """list_item as compact JSON, memoized: an image's config never changes, so its item only
-    changes with the refs shown, which are part of the key. Keeps a 10k-image list cheap.
-    `virtual_size` is version.has("virtual_size"), asked once per request by the caller."""
-    key = (image.id, tuple(tags), tuple(digests), virtual_size)
+    changes with the refs shown and the manifest it was last pulled as, which are part of
+    the key, with the version's answers to LIST_SWITCHES (`shape`, asked once per request by
+    the caller). Keeps a 10k-image list cheap."""
+    target = store.index.target_of(image.id) if shape[2] else None
+    key = (image.id, tuple(tags), tuple(digests), shape, target.digest if target else None)
     text = _ITEM_JSON.get(key)
     if text is None:
         if len(_ITEM_JSON) >= _ITEM_JSON_MAX:
             _ITEM_JSON.clear()
         text = _ITEM_JSON[key] = dumps(list_item(store, image, version, tags=tags, digests=digests))
     return text
+
+
+# -- Descriptor and Manifests: what the store keeps of the manifests an image was pulled as --
+
+_MANIFEST_TYPES = (mf.DOCKER_MANIFEST, mf.OCI_MANIFEST)
+_INDEX_TYPES = (mf.DOCKER_LIST, mf.OCI_INDEX)
+_ATTESTATION = "attestation-manifest"  # BuildKit's vnd.docker.reference.type
+
+
+def descriptor(store: ImageStore, image: ImageRecord) -> dict[str, Any] | None:
+    """The OCI descriptor of the index or manifest the image was last pulled as; None for an
+    image that never had one here (imported, loaded from a docker-save archive)."""
+    t = store.index.target_of(image.id)
+    if t is None:
+        return None
+    return {"mediaType": t.media_type, "digest": t.digest, "size": t.size}
+
+
+def descriptor_json(d: mf.Descriptor) -> dict[str, Any]:
+    """ocispec.Descriptor as Go marshals it (omitempty fields left out)."""
+    out: dict[str, Any] = {"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+    if d.urls:
+        out["urls"] = list(d.urls)
+    if d.annotations:
+        out["annotations"] = dict(sorted(d.annotations.items()))
+    if d.platform is not None:
+        out["platform"] = d.platform.to_json()
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(data: bytes, media_type: str) -> mf.Manifest:
+    return mf.parse(data, media_type)
+
+
+def _stored_manifest(store: ImageStore, digest: str, media_type: str) -> mf.Manifest | None:
+    try:
+        return _parsed(store.content.read(digest), media_type)
+    except (FileNotFoundError, DockerRemoteError):
+        return None
+
+
+def image_platform(store: ImageStore, image: ImageRecord) -> Platform:
+    """The platform an image's config declares (the os defaults to linux, as inspect's)."""
+    try:
+        cfg = json.loads(store.config_bytes(image))
+    except (DockerRemoteError, ValueError):
+        cfg = {}
+    return Platform(str(cfg.get("os") or image.os or "linux"), str(cfg.get("architecture") or image.architecture),
+                    str(cfg.get("variant") or ""), str(cfg.get("os.version") or ""))
+
+
+def _local_image(store: ImageStore, manifest_digest: str) -> ImageRecord | None:
+    """A stored image that was pulled through this manifest (its config and layers are here)."""
+    for image_id in sorted(store.index.manifest_images.get(manifest_digest, ())):
+        img = store.index.images.get(image_id)
+        if img is not None:
+            return img
+    return None
+
+
+def manifest_summary(store: ImageStore, d: mf.Descriptor, platform: Platform | None) -> dict[str, Any]:
+    """moby's ManifestSummary of one manifest: available when its image is fully stored here."""
+    img = _local_image(store, d.digest)
+    if d.annotations.get("vnd.docker.reference.type") == _ATTESTATION:
+        kind = "attestation"
+    elif mf.base_media_type(d.media_type) in _MANIFEST_TYPES:
+        kind = "image"
+    else:
+        kind = "unknown"
+    content = unpacked = 0
+    if img is not None:
+        layers = [store.index.layers.get(b) for b in img.layers]
+        content = d.size + len(store.config_bytes(img)) + sum(lay.blob_size for lay in layers if lay)
+        unpacked = img.size
+    elif d.digest in store.index.blob_users:
+        content = d.size
+    out: dict[str, Any] = {"ID": d.digest, "Descriptor": descriptor_json(d), "Available": img is not None,
+                           "Size": {"Content": content, "Total": content + unpacked}, "Kind": kind}
+    if kind == "image":
+        p = platform or (image_platform(store, img) if img is not None else Platform("", ""))
+        out["ImageData"] = {"Platform": p.to_json(), "Size": {"Unpacked": unpacked}, "Containers": []}
+    elif kind == "attestation":
+        out["AttestationData"] = {"For": d.annotations.get("vnd.docker.reference.digest", "")}
+    return out
+
+
+def manifest_summaries(store: ImageStore, image: ImageRecord) -> list[dict[str, Any]]:
+    """The Manifests field: every manifest of the index the image was pulled as (available or
+    not), or its one manifest; empty for an image without a stored target."""
+    t = store.index.target_of(image.id)
+    if t is None:
+        return []
+    if mf.base_media_type(t.media_type) in _INDEX_TYPES:
+        index = _stored_manifest(store, t.digest, t.media_type)
+        if not isinstance(index, mf.ManifestIndex):
+            return []
+        return [manifest_summary(store, d, d.platform) for d in index.manifests]
+    d = mf.Descriptor(t.media_type, t.digest, t.size, image_platform(store, image))
+    return [manifest_summary(store, d, d.platform)]
+
+
+def platform_sibling(store: ImageStore, image: ImageRecord, want: Platform) -> ImageRecord | None:
+    """The stored image for `want` in the index `image` was pulled as (None without one)."""
+    from dockerremote.oci import platform as plat
+
+    t = store.index.target_of(image.id)
+    if t is None or mf.base_media_type(t.media_type) not in _INDEX_TYPES:
+        return None
+    index = _stored_manifest(store, t.digest, t.media_type)
+    if not isinstance(index, mf.ManifestIndex):
+        return None
+    for d in index.manifests:
+        if d.platform is not None and plat.matches(want, d.platform):
+            found = _local_image(store, d.digest)
+            if found is not None:
+                return found
+    return None
 
 
 def go_container_config(raw: Any) -> dict[str, Any]:
@@ -150,20 +290,69 @@ def go_container_config(raw: Any) -> dict[str, Any]:
     return cfg
 
 
-def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[str, Any]:
+# The image config as moby 29 shows it (dockerspec.DockerOCIImageConfig, every field omitempty)
+_OCI_CONFIG_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", "WorkingDir", "Labels",
+                      "StopSignal", "ArgsEscaped", "Healthcheck", "OnBuild", "Shell")
+# ...and the ones API 1.50 and 1.51 still show when empty (moby's legacyConfigFields)
+_ALWAYS_CONFIG_FIELDS = {"Cmd": None, "Entrypoint": None, "Env": None, "Labels": None, "OnBuild": None,
+                         "User": "", "Volumes": None, "WorkingDir": ""}
+
+
+def oci_config(raw: Any, version: ApiVersion) -> dict[str, Any]:
+    """Config from API 1.50 on: the OCI image config fields only. Up to 1.51 the fields of
+    _ALWAYS_CONFIG_FIELDS are there even when empty, and moby merges them through a map (so
+    the keys come sorted); at 1.52 empty fields are left out, in the struct's order."""
+    full = go_container_config(raw)
+    out = {k: full[k] for k in _OCI_CONFIG_FIELDS if k in full and full[k] not in (None, "", [], {}, False)}
+    if version.has("inspect_empty_fields"):
+        merged = dict(_ALWAYS_CONFIG_FIELDS)
+        merged.update(out)
+        return dict(sorted(merged.items()))
+    return out
+
+
+def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion,
+            manifests: bool = False) -> dict[str, Any]:
+    """GET /images/{name}/json. Up to 1.51 in dockerd's (20.10, then moby 28) field order with
+    every field present; at 1.52 in the v1.52 spec's order with empty fields left out."""
     cfg = json.loads(store.config_bytes(image))
     tags, digests = split_refs(store, image)
     history = cfg.get("history") or []
-    comment = cfg.get("comment") or (history[-1].get("comment", "") if history else "")
-    out: dict[str, Any] = {"Id": image.id, "RepoTags": tags, "RepoDigests": digests, "Parent": "",
-                           "Comment": comment or "",
-                           "Created": normalize_time(cfg["created"]) if cfg.get("created") else ZERO_TIME}
-    if version.has("container_config"):
-        out["Container"] = cfg.get("container") or ""
-        out["ContainerConfig"] = go_container_config(cfg.get("container_config"))
-    out["DockerVersion"] = cfg.get("docker_version") or ""
-    out["Author"] = cfg.get("author") or ""
-    out["Config"] = go_container_config(cfg["config"]) if isinstance(cfg.get("config"), dict) else None
+    comment = cfg.get("comment") or (history[-1].get("comment", "") if history else "") or ""
+    created = normalize_time(cfg["created"]) if cfg.get("created") else (
+        ZERO_TIME if version.has("inspect_zero_created") else None)
+    raw_config = cfg.get("config")
+    if version.has("inspect_container_fields"):
+        config = go_container_config(raw_config) if isinstance(raw_config, dict) else None
+    elif version.has("inspect_empty_fields"):
+        config = oci_config(raw_config, version) if isinstance(raw_config, dict) else None
+    else:
+        config = oci_config(raw_config, version)
+    desc = descriptor(store, image) if version.has("descriptor") else None
+    summaries = manifest_summaries(store, image) if manifests else []
+    docker_version = cfg.get("docker_version") or ""
+    author = cfg.get("author") or ""
+
+    out: dict[str, Any] = {"Id": image.id}
+    if not version.has("inspect_empty_fields"):  # 1.52: the spec's order, empty fields left out
+        if desc is not None:
+            out["Descriptor"] = desc
+        if summaries:
+            out["Manifests"] = summaries
+        out.update({"RepoTags": tags, "RepoDigests": digests})
+        for key, value in (("Comment", comment), ("Created", created), ("DockerVersion", docker_version),
+                           ("Author", author)):
+            if value:
+                out[key] = value
+        out["Config"] = config
+    else:
+        out.update({"RepoTags": tags, "RepoDigests": digests, "Parent": "", "Comment": comment})
+        if created is not None:
+            out["Created"] = created
+        if version.has("container_config"):
+            out["Container"] = cfg.get("container") or ""
+            out["ContainerConfig"] = go_container_config(cfg.get("container_config"))
+        out.update({"DockerVersion": docker_version, "Author": author, "Config": config})
     out["Architecture"] = cfg.get("architecture") or ""
     if cfg.get("variant"):
         out["Variant"] = cfg["variant"]
@@ -179,6 +368,11 @@ def inspect(store: ImageStore, image: ImageRecord, version: ApiVersion) -> dict[
         rootfs["Layers"] = list(image.diff_ids)
     out["RootFS"] = rootfs
     out["Metadata"] = {"LastTagTime": image.last_tag_time or ZERO_TIME}
+    if version.has("inspect_empty_fields"):  # moby 28's struct: Descriptor and Manifests last
+        if desc is not None:
+            out["Descriptor"] = desc
+        if summaries:
+            out["Manifests"] = summaries
     return out
 
 

@@ -21,7 +21,7 @@ from dockerremote.oci.config import ConfigSummary, summarize
 from dockerremote.oci.digest import chain_ids, sha256_digest, short_id
 from dockerremote.reference import Reference
 from dockerremote.store.content import ContentStore
-from dockerremote.store.index import ImageRecord, Index, LayerRecord
+from dockerremote.store.index import ImageRecord, Index, LayerRecord, ManifestRecord
 
 
 @functools.lru_cache(maxsize=65536)
@@ -85,6 +85,22 @@ class ImageStore:
         with self.lease([config_digest]):  # not collectable between the blob and the index row
             self.content.put(config_bytes)
             return self.index.add_image(image, layers, [str(r) for r in refs or []], tag_time)
+
+    def add_manifests(self, image_id: str, blobs: list[tuple[bytes, str, str]]) -> None:
+        """Keep the (bytes, media type, role) manifest/index blobs an image was pulled as.
+
+        Each blob is committed under its sha256 and recorded against the image; it stays
+        while any image refers to it (index.blob_users counts these rows, so GC keeps them).
+        A no-op if the image is gone (the lease's collection then sweeps the blobs)."""
+        digests = [sha256_digest(data) for data, _, _ in blobs]
+        with self.lease(digests):
+            for data, _, _ in blobs:
+                self.content.put(data)
+            self.index.add_manifests(image_id, [(d, mt, len(data), role)
+                                                for d, (data, mt, role) in zip(digests, blobs)])
+
+    def manifests_of(self, image_id: str) -> list[ManifestRecord]:
+        return list(self.index.manifests.get(image_id, []))
 
     def set_tag(self, ref: Reference, image_id: str, tag_time: str | None = None) -> str | None:
         """Point ref at image_id; return the image it moved from, if any."""
@@ -191,9 +207,10 @@ class ImageStore:
 
     def _delete_image(self, img: ImageRecord) -> list[DeleteRecord]:
         """Remove an image with no refs left; report it and the layers (chain IDs) freed."""
+        manifests = [m.digest for m in self.index.manifests.get(img.id, [])]
         self.index.remove_image(img.id)
         freed = [c for c in reversed(chain_ids(img.diff_ids)) if not self.index.chain_users[c]]
-        self.collect_garbage([img.id, *img.layers])
+        self.collect_garbage([img.id, *img.layers, *manifests])
         return [DeleteRecord(deleted=img.id)] + [DeleteRecord(deleted=c) for c in dict.fromkeys(freed)]
 
     def freed_size(self, img: ImageRecord, chain_id: str) -> int:

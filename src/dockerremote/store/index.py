@@ -43,6 +43,16 @@ CREATE TABLE IF NOT EXISTS refs (
     name     TEXT PRIMARY KEY,       -- fully qualified: docker.io/library/x:1 or ...@sha256:...
     image_id TEXT NOT NULL REFERENCES images(id)
 );
+CREATE TABLE IF NOT EXISTS image_manifests (  -- manifest and index blobs an image was pulled as
+    image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    digest     TEXT NOT NULL,
+    media_type TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    role       TEXT NOT NULL,        -- 'target': what the ref resolved to (index or manifest);
+                                     -- 'platform': the image's manifest inside that index
+    seq        INTEGER NOT NULL,     -- the latest target is the image's Descriptor
+    PRIMARY KEY (image_id, digest)
+);
 """
 
 
@@ -54,6 +64,17 @@ class LayerRecord:
     size: int
     blob_size: int
     tar_size: int  # uncompressed bytes of the layer tar
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """A manifest or index blob (in the content store) that describes an image."""
+
+    digest: str
+    media_type: str
+    size: int
+    role: str  # "target" or "platform" (see the image_manifests table)
+    seq: int = 0
 
 
 @dataclass
@@ -88,7 +109,11 @@ class Index:
         # How many images use each blob and each layer chain: derived, kept for O(1) GC checks.
         self.blob_users: Counter[str] = Counter()
         self.chain_users: Counter[str] = Counter()
+        # image id → its manifest/index rows (by seq); digest → the images they describe
+        self.manifests: dict[str, list[ManifestRecord]] = {}
+        self.manifest_images: dict[str, set[str]] = {}
         self._seq = 0
+        self._manifest_seq = 0
         self._load()
 
     def _count(self, image: ImageRecord, delta: int) -> None:
@@ -113,6 +138,10 @@ class Index:
         for name, image_id in self._db.execute("SELECT name, image_id FROM refs"):
             self.refs[name] = image_id
             self.images[image_id].refs.add(name)
+        for row in self._db.execute("SELECT image_id, digest, media_type, size, role, seq "
+                                    "FROM image_manifests ORDER BY seq"):
+            self._remember_manifest(row[0], ManifestRecord(*row[1:]))
+            self._manifest_seq = max(self._manifest_seq, row[5])
 
     def close(self) -> None:
         with self.lock:
@@ -200,11 +229,62 @@ class Index:
         with self.lock:
             with self._tx():
                 self._db.execute("DELETE FROM refs WHERE image_id=?", (image_id,))
+                self._db.execute("DELETE FROM image_manifests WHERE image_id=?", (image_id,))
                 self._db.execute("DELETE FROM images WHERE id=?", (image_id,))
             img = self.images.pop(image_id)
             self._count(img, -1)
+            self._forget_manifests(image_id)
             for n in img.refs:
                 self.refs.pop(n, None)
+
+    # -- manifests and indexes an image was pulled as ---------------------------------------
+
+    def add_manifests(self, image_id: str, rows: list[tuple[str, str, int, str]]) -> None:
+        """Record (digest, media type, size, role) rows for a stored image, in one transaction.
+
+        A row already present is renewed: its seq moves up, so the latest pull's target is
+        the image's Descriptor. The blobs must be committed (and leased) by the caller."""
+        with self.lock:
+            if image_id not in self.images or not rows:
+                return
+            records = []
+            for digest, media_type, size, role in rows:
+                self._manifest_seq += 1
+                records.append(ManifestRecord(digest, media_type, size, role, self._manifest_seq))
+            with self._tx():
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO image_manifests VALUES (?,?,?,?,?,?)",
+                    [(image_id, r.digest, r.media_type, r.size, r.role, r.seq) for r in records])
+            for r in records:
+                self._remember_manifest(image_id, r)
+            self.images[image_id].cache.clear()
+
+    def _remember_manifest(self, image_id: str, record: ManifestRecord) -> None:
+        rows = [r for r in self.manifests.get(image_id, []) if r.digest != record.digest]
+        if len(rows) == len(self.manifests.get(image_id, [])):  # a new (image, digest) pair
+            self.blob_users[record.digest] += 1
+        rows.append(record)
+        self.manifests[image_id] = rows
+        self.manifest_images.setdefault(record.digest, set()).add(image_id)
+
+    def _forget_manifests(self, image_id: str) -> None:
+        for r in self.manifests.pop(image_id, []):
+            self.blob_users[r.digest] -= 1
+            if self.blob_users[r.digest] <= 0:
+                del self.blob_users[r.digest]
+            users = self.manifest_images.get(r.digest)
+            if users is not None:
+                users.discard(image_id)
+                if not users:
+                    del self.manifest_images[r.digest]
+
+    def target_of(self, image_id: str) -> ManifestRecord | None:
+        """The index or manifest the image was last pulled as (its Descriptor), if any."""
+        rows = self.manifests.get(image_id)
+        if not rows:
+            return None
+        targets = [r for r in rows if r.role == "target"]
+        return max(targets, key=lambda r: r.seq) if targets else None
 
     def remove_layers(self, blob_digests: list[str]) -> None:
         with self.lock:

@@ -9,11 +9,12 @@ from aiohttp import web
 
 from dockerremote import reference
 from dockerremote.api import filters as flt
-from dockerremote.api import shapes
+from dockerremote.api import platform_param, shapes
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import json_response
-from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.errors import DockerRemoteError, InvalidArgument, NotFound
 from dockerremote.events import Event
+from dockerremote.oci import platform as plat
 from dockerremote.oci.config import format_time
 from dockerremote.store.images import DeleteRecord
 from dockerremote.store.index import ImageRecord
@@ -25,11 +26,12 @@ PRUNE_FILTERS = {"dangling", "label", "label!", "until"}
 
 async def list_images(ctx: Ctx) -> web.StreamResponse:
     store = ctx.store
+    v = ctx.version
     f = flt.parse(ctx.query("filters"))
     legacy = ctx.query("filter")
-    if legacy and ctx.version.has("legacy_filter_param"):
+    if legacy and v.has("legacy_filter_param"):
         f.values.setdefault("reference", []).append(legacy)
-    f.validate(LIST_FILTERS)
+    f.validate(LIST_FILTERS | ({"until"} if v.has("list_until_filter") else set()))
     dangling_only = False
     if f.contains("dangling"):
         if f.exact_match("dangling", "true"):
@@ -37,11 +39,16 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
         elif not f.exact_match("dangling", "false"):
             raise flt.invalid_filter("dangling", f.get("dangling"))
     before = since = None  # dockerd compares full-precision times: same second is not "before"
-    for v in f.get("before"):
-        before = shapes.created_ns(store.resolve(v))
-    for v in f.get("since"):
-        since = shapes.created_ns(store.resolve(v))
+    for name in f.get("before"):
+        before = shapes.created_ns(store.resolve(name))
+    for name in f.get("since"):
+        since = shapes.created_ns(store.resolve(name))
+    for value in f.get("until"):  # created strictly before it; several values: the earliest wins
+        until = flt.parse_until(value)
+        before = until if before is None else min(before, until)
     patterns = f.get("reference")
+    shared_size = v.has("list_shared_size") and ctx.query_bool("shared-size")
+    manifests = v.has("list_manifests") and ctx.query_bool("manifests")
 
     globs = [flt.compile_glob_or_none(p) for p in patterns]
 
@@ -55,7 +62,7 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
                 return True
         return False
 
-    virtual_size = ctx.version.has("virtual_size")
+    shape = v.key(*shapes.LIST_SWITCHES)
     label_filter = f.contains("label")
     items = []
     with store.index.lock:
@@ -74,27 +81,56 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
                     continue
                 if img.refs and dangling_only:
                     continue  # every ref was filtered away; the image itself is not dangling
-                if ctx.version.has("none_placeholders"):
+                if v.has("none_placeholders"):
                     tags, digests = ["<none>:<none>"], ["<none>@<none>"]
             elif dangling_only and tags:
                 continue
-            items.append(shapes.list_item_json(store, img, ctx.version, tags, digests, virtual_size))
+            if shared_size or manifests:  # these change with other images: never memoized
+                items.append(shapes.dumps(shapes.list_item(store, img, v, tags=tags, digests=digests,
+                                                           with_shared_size=shared_size, manifests=manifests)))
+            else:
+                items.append(shapes.list_item_json(store, img, v, tags, digests, shape))
     return web.Response(body=("[" + ",".join(items) + "]\n").encode(), content_type="application/json")
+
+
+def for_platform(ctx: Ctx, img: ImageRecord, name: str, want: plat.Platform) -> ImageRecord:
+    """The image of platform `want` behind `name`: the one it resolved to if that matches, else
+    the stored image of that platform in the index it was pulled as; 404 otherwise (dockerd's
+    graph-driver text)."""
+    have = shapes.image_platform(ctx.store, img)
+    if plat.matches(want, have):
+        return img
+    sibling = shapes.platform_sibling(ctx.store, img, want)
+    if sibling is not None:
+        return sibling
+    raise NotFound(f"image with reference {name} was found but does not match the specified platform: "
+                   f"wanted {want}, actual: {have}")
 
 
 async def inspect_image(ctx: Ctx) -> web.StreamResponse:
     name = ctx.params["name"]
+    q = ctx.request.query
+    manifests = ctx.version.has("inspect_manifests") and ctx.query_bool("manifests")
+    platform = platform_param.one(q, "platform", ctx.version, "inspect_platform")
+    if manifests and platform is not None:
+        raise InvalidArgument("conflicting options: manifests and platform options cannot both be set")
     try:
         img = ctx.store.resolve(name)
     except DockerRemoteError as exc:  # 20.10 wraps any lookup error, keeping its status
         wrapped = DockerRemoteError(f"no such image: {name}: {exc.message}")
         wrapped.status = exc.status
         raise wrapped from None
-    return json_response(await asyncio.to_thread(shapes.inspect, ctx.store, img, ctx.version))
+    if platform is not None:
+        img = await asyncio.to_thread(for_platform, ctx, img, name, platform)
+    return json_response(await asyncio.to_thread(shapes.inspect, ctx.store, img, ctx.version, manifests))
 
 
 async def image_history(ctx: Ctx) -> web.StreamResponse:
-    img = ctx.store.resolve(ctx.params["name"])
+    name = ctx.params["name"]
+    platform = platform_param.one(ctx.request.query, "platform", ctx.version, "history_platform")
+    img = ctx.store.resolve(name)
+    if platform is not None:
+        img = await asyncio.to_thread(for_platform, ctx, img, name, platform)
     return json_response(await asyncio.to_thread(shapes.history, ctx.store, img))
 
 
@@ -124,13 +160,39 @@ async def delete_image(ctx: Ctx) -> web.StreamResponse:
     name = ctx.params.get("name", "")
     if not name.strip():
         raise InvalidArgument("image name cannot be blank")
+    platforms = platform_param.several(ctx.request.query, "platforms", ctx.version, "delete_platforms")
     img = ctx.store.resolve(name)
+    if platforms:
+        return await _delete_platforms(ctx, name, img, platforms)
     records = await asyncio.to_thread(ctx.store.delete, name, ctx.query_bool("force"))
     for r in records:  # dockerd logs one untag per removed ref and a delete for the image
         if r.untagged:
             ctx.events.image("untag", img.id, img.id, img.labels)
         elif r.deleted == img.id:
             ctx.events.image("delete", img.id, img.id)
+    return json_response(_records(records))
+
+
+async def _delete_platforms(ctx: Ctx, name: str, img: ImageRecord,
+                            platforms: list[plat.Platform]) -> web.StreamResponse:
+    """DELETE with `platforms` (1.50+): remove the image of each platform behind `name`. The
+    image the name resolves to goes as a plain delete of the name; another platform's image
+    of the same index goes by its ID, with the usual conflict rules. Every platform must
+    have a stored image (404 otherwise, before anything is removed)."""
+    targets = [await asyncio.to_thread(for_platform, ctx, img, name, p) for p in platforms]
+    records: list[DeleteRecord] = []
+    for target in dict.fromkeys(t.id for t in targets):
+        doomed = ctx.store.get(target)
+        if doomed is None:
+            continue
+        by = name if target == img.id else target
+        out = await asyncio.to_thread(ctx.store.delete, by, ctx.query_bool("force"))
+        for r in out:
+            if r.untagged:
+                ctx.events.image("untag", doomed.id, doomed.id, doomed.labels)
+            elif r.deleted == doomed.id:
+                ctx.events.image("delete", doomed.id, doomed.id)
+        records += out
     return json_response(_records(records))
 
 
