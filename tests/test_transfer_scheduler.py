@@ -204,3 +204,30 @@ def test_finished_transfer_stays_joinable_while_held() -> None:
         return starts
 
     assert asyncio.run(main()) == 2
+
+
+def test_aclose_waits_for_the_cancelled_transfer_to_clean_up() -> None:
+    async def main() -> tuple[bool, bool]:
+        sched: Scheduler[str] = Scheduler(1)
+        cleaned = False
+        started = asyncio.Event()
+
+        async def work(publish) -> str:  # type: ignore[no-untyped-def]
+            nonlocal cleaned
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0)  # cleanup that takes a turn of the loop
+                cleaned = True
+            return ""
+
+        a = sched.join("k", work)
+        b = sched.join("k", work)
+        await started.wait()
+        await a.aclose()             # b still holds it: nothing cancelled, nothing awaited
+        still_running = not cleaned
+        await b.aclose()             # the last holder: cancelled, and cleaned up on return
+        return still_running, cleaned
+
+    assert asyncio.run(main()) == (True, True)

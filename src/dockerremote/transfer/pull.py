@@ -139,11 +139,9 @@ class Puller:
                 if self.store.get(image_id) is None:
                     config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held)
                 await emit(Event(Kind.DIGEST, text=resolved.top_digest))
-                return await asyncio.to_thread(self._commit, ref, resolved.top_digest, image_id,
-                                               config, summary, records)
+                return await asyncio.to_thread(self._commit, ref, resolved, config, summary, records)
         finally:
-            for h in held:
-                h.release()
+            await asyncio.shield(asyncio.gather(*(h.aclose() for h in held)))
 
     async def _select(self, repo: Repository, top: mf.Manifest, top_digest: str,
                       want: plat.Platform | None) -> _Resolved:
@@ -280,12 +278,13 @@ class Puller:
 
     # -- commit ------------------------------------------------------------------------------
 
-    def _commit(self, ref: Reference, top_digest: str, image_id: str, config: bytes | None,
+    def _commit(self, ref: Reference, resolved: _Resolved, config: bytes | None,
                 summary: ConfigSummary | None, records: list[LayerRecord] | None) -> bool:
         """Point the ref (and name@digest) at the image, as pullV2Tag does; True if changed."""
         store = self.store
         index = store.index
-        digest_ref = str(Reference(ref.domain, ref.path, None, top_digest))
+        image_id = resolved.manifest.config.digest
+        digest_ref = str(Reference(ref.domain, ref.path, None, resolved.top_digest))
         with index.lock:
             if ref.digest is not None:
                 wanted = str(Reference(ref.domain, ref.path, None, ref.digest))
@@ -304,22 +303,22 @@ class Puller:
                 index.set_refs(names, image_id)
                 return True
             if config is None:  # deleted since we found it complete: rebuild from leased blobs
-                config, summary, records = self._from_store(image_id)
+                config, summary, records = self._from_store(resolved.manifest)
             assert summary is not None and records is not None
             store.commit_image(config, records, summary, refs=[_parse_stored(n) for n in names])
             return True
 
-    def _from_store(self, image_id: str) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+    def _from_store(self, m: mf.ImageManifest) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+        """The image's config and layer rows, still there because this pull leases them."""
+        gone = PullError(f"image {m.config.digest} was deleted during the pull; pull again")
         try:
-            config = self.store.content.read(image_id)
+            config = self.store.content.read(m.config.digest)
         except FileNotFoundError:
-            raise PullError(f"image {image_id} was deleted during the pull; pull again") from None
-        summary = _summary(config)
-        chain = [r for r in self.store.index.layers.values() if r.diff_id in summary.diff_ids]
-        by_diff = {r.diff_id: r for r in chain}
-        if any(d not in by_diff for d in summary.diff_ids):
-            raise PullError(f"image {image_id} was deleted during the pull; pull again")
-        return config, summary, [by_diff[d] for d in summary.diff_ids]
+            raise gone from None
+        records = [self.store.index.layers.get(d.digest) for d in m.layers]
+        if any(r is None for r in records):
+            raise gone
+        return config, _summary(config), [r for r in records if r is not None]
 
     def _platform_warning(self, req: PullRequest) -> str | None:
         """dockerd 20.10 warns when the image named by fromImage is not of the platform asked."""

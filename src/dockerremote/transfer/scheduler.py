@@ -54,6 +54,15 @@ class Handle(Generic[T]):
             self._released = True
             self._scheduler._release(self._transfer)
 
+    async def aclose(self) -> None:
+        """Release; if that cancelled the transfer (nobody else waits), wait until it stopped,
+        so whatever it was writing is cleaned up before the caller reports anything."""
+        task = self._transfer.task
+        was_running = task is not None and not task.done()
+        self.release()
+        if was_running and task is not None and task.cancelling():
+            await asyncio.wait([task])
+
     async def __aenter__(self) -> "Handle[T]":
         return self
 
