@@ -1,0 +1,9 @@
+"""GET /images/search (being built: issue 4)."""
+
+from __future__ import annotations
+
+from dockerremote.api.app import Router
+
+
+def register(router: Router) -> None:
+    pass
