@@ -661,3 +661,23 @@ def test_legacy_registry_parameter_and_pull_events(daemon: Engine, registry: Reg
            for e in map(json.loads, events.body.decode().split())]
     assert got == [(f"{registry.host}/team/app:1.2", f"{registry.host}/team/app"),
                    (f"{registry.host}/team/app@{pushed.manifest_digest}", f"{registry.host}/team/app")]
+
+
+def test_the_manifests_pulled_are_kept_as_the_image_descriptor(daemon: Engine, registry: Registry,  # noqa: F811
+                                                                multi: dict[str, Any],
+                                                                app: tuple[Pushed, list[bytes]]) -> None:
+    """API >= 1.48 shows the index (or manifest) an image was pulled as: the store keeps them."""
+    pushed, _ = app
+    assert pull(daemon, f"{registry.host}/team/multi", "1", platform="linux/arm64").status == 200
+    assert pull(daemon, f"{registry.host}/team/app", "1.2").status == 200
+    multi_info = daemon.request("GET", f"/v1.48/images/{registry.host}/team/multi:1/json").json()
+    assert multi_info["Descriptor"]["digest"] == multi["list"]
+    assert multi_info["Descriptor"]["mediaType"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    app_info = daemon.request("GET", f"/v1.48/images/{registry.host}/team/app:1.2/json").json()
+    assert app_info["Descriptor"] == {"mediaType": pushed.media_type, "digest": pushed.manifest_digest,
+                                      "size": pushed.size}
+    assert blob_path(daemon, multi["list"]).exists() and blob_path(daemon, pushed.manifest_digest).exists()
+    kid = multi["kids"]["linux/arm64/v8"]
+    assert blob_path(daemon, kid.manifest_digest).read_bytes() == kid.manifest_bytes
+    daemon.docker("rmi", f"{registry.host}/team/app:1.2", check=True)  # and they go with the image
+    assert not blob_path(daemon, pushed.manifest_digest).exists()

@@ -85,6 +85,7 @@ class _Resolved:
 
     manifest: mf.ImageManifest
     top_digest: str                 # the manifest's digest, or the list's for a multi-arch ref
+    blobs: list[tuple[bytes, str, str]] = field(default_factory=list)  # kept: (bytes, type, role)
 
 
 class Puller:
@@ -130,6 +131,7 @@ class Puller:
         # dockerd: the tag, or the whole reference when pulling by digest
         await emit(Event(Kind.PULLING, id=str(ref) if ref.digest else wanted, text=ref.path))
         resolved = await self._select(repo, top, fetched.digest, req.platform)
+        resolved.blobs.insert(0, (fetched.data, top.media_type, "target"))
         image_id = resolved.manifest.config.digest
         layers = resolved.manifest.layers
         held: list[Handle[Any]] = []  # transfers kept joinable until our commit: no refetch in between
@@ -158,7 +160,7 @@ class Puller:
         if not isinstance(inner, mf.ImageManifest):
             raise PullError("unsupported manifest format")
         mf.check_image_config(inner)
-        return _Resolved(inner, top_digest)
+        return _Resolved(inner, top_digest, [(fetched.data, inner.media_type, "platform")])
 
     # -- config and layers -------------------------------------------------------------------
 
@@ -280,7 +282,14 @@ class Puller:
 
     def _commit(self, ref: Reference, resolved: _Resolved, config: bytes | None,
                 summary: ConfigSummary | None, records: list[LayerRecord] | None) -> bool:
-        """Point the ref (and name@digest) at the image, as pullV2Tag does; True if changed."""
+        """Point the ref (and name@digest) at the image, as pullV2Tag does; True if changed.
+        The manifest (and index) pulled are kept with the image (its Descriptor, API ≥ 1.48)."""
+        changed = self._set_refs(ref, resolved, config, summary, records)
+        self.store.add_manifests(resolved.manifest.config.digest, resolved.blobs)
+        return changed
+
+    def _set_refs(self, ref: Reference, resolved: _Resolved, config: bytes | None,
+                  summary: ConfigSummary | None, records: list[LayerRecord] | None) -> bool:
         store = self.store
         index = store.index
         image_id = resolved.manifest.config.digest
