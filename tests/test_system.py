@@ -58,7 +58,7 @@ def test_info(engine: Engine) -> None:
     info = engine.request("GET", "/info").json()
     assert info["Images"] == 1 and info["Containers"] == 0 and info["OSType"] == "linux"
     assert info["IndexServerAddress"] == "https://index.docker.io/v1/"
-    assert info["Swarm"]["LocalNodeState"] == "inactive" and info["Warnings"] is None
+    assert info["Swarm"]["LocalNodeState"] == "inactive" and info["Warnings"] == []
     assert info["DockerRootDir"] == str(engine.data_root)
     assert len(info["ID"].split(":")) == 12  # dockerd's ID shape, stable for a data root
     assert engine.request("GET", "/info").json()["ID"] == info["ID"]

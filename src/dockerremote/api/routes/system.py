@@ -73,6 +73,12 @@ async def version(ctx: Ctx) -> web.StreamResponse:
     })
 
 
+def _cgroup_version() -> str:
+    """The host's cgroup version, as dockerd reports it (we run no containers, but the field is
+    an enum of "1" and "2")."""
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
 def _mem_total() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -87,14 +93,14 @@ async def info(ctx: Ctx) -> web.StreamResponse:
     out = {
         "ID": engine_id(str(s.data_root)), "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
         "Images": len(images), "Driver": "dockerremote", "DriverStatus": [["Store", "blobs + sqlite"]],
-        "Plugins": {"Volume": None, "Network": None, "Authorization": None, "Log": None},
+        "Plugins": {"Volume": [], "Network": [], "Authorization": [], "Log": []},  # none
         "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "KernelMemoryTCP": False,
         "CpuCfsPeriod": False, "CpuCfsQuota": False,
         "CPUShares": False, "CPUSet": False, "PidsLimit": False, "IPv4Forwarding": False,
         "BridgeNfIptables": False, "BridgeNfIp6tables": False, "Debug": s.log_level == "debug",
         "NFd": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0,
         "OomKillDisable": False, "NGoroutines": 0, "SystemTime": shapes.now_rfc3339(),
-        "LoggingDriver": "", "CgroupDriver": "none", "CgroupVersion": "", "NEventsListener": 0,
+        "LoggingDriver": "", "CgroupDriver": "none", "CgroupVersion": _cgroup_version(), "NEventsListener": 0,
         "KernelVersion": platform.release(), "OperatingSystem": _os_release("PRETTY_NAME", "Linux"),
         "OSVersion": _os_release("VERSION_ID", ""),
         "OSType": "linux", "Architecture": platform.machine(),
@@ -105,7 +111,7 @@ async def info(ctx: Ctx) -> web.StreamResponse:
                 "docker.io": {"Name": "docker.io", "Mirrors": list(s.registry_mirrors), "Secure": True,
                               "Official": True}},
             "Mirrors": list(s.registry_mirrors)},
-        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": None,
+        "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": [],
         "DockerRootDir": str(s.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": platform.node(), "Labels": [], "ExperimentalBuild": False,
         "ServerVersion": f"{ENGINE_VERSION}+dockerremote.{__version__}",
@@ -114,7 +120,7 @@ async def info(ctx: Ctx) -> web.StreamResponse:
             "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": False, "Isolation": "", "InitBinary": "",
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
-        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": None,
+        "InitCommit": {"ID": "", "Expected": ""}, "SecurityOptions": [], "Warnings": [],
     }
     if not v.has("info_bridge_nf"):
         del out["BridgeNfIptables"], out["BridgeNfIp6tables"]
