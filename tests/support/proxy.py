@@ -5,6 +5,7 @@
         px.flip_byte(5)                         # next blob response: body byte 5 XOR 0xff
         px.respond(429, headers={"Retry-After": "1"}, times=2)   # answer instead of forwarding
         px.redirect("http://127.0.0.1:9/")      # 307 to another origin (same path appended)
+        px.cut_upload(1000)                     # next PATCH upload: forward 1000 body bytes, then reset
         ...
         px.seen                                 # every request: method, path, headers, status, fault
 
@@ -26,7 +27,7 @@ COPY = 256 << 10
 
 @dataclass
 class Fault:
-    kind: str                          # "drop", "flip", "respond", "redirect", "norange"
+    kind: str                          # "drop", "flip", "respond", "redirect", "norange", "cut"
     times: int                         # how many requests it still applies to (-1 = forever)
     match: str = "/blobs/"
     method: str | None = "GET"
@@ -96,6 +97,12 @@ class FaultProxy:
         """Answer with a redirect to location_base + the request path (another origin)."""
         return self._arm(Fault("redirect", times, match, method, status=status,
                                location=location_base.rstrip("/")))
+
+    def cut_upload(self, nbytes: int, times: int = 1, match: str = "/blobs/uploads/",
+                   method: str | None = "PATCH") -> Fault:
+        """Forward only the first `nbytes` of the request body, then reset both connections
+        (an upload dropped mid-way: the registry sees its client vanish, the client no answer)."""
+        return self._arm(Fault("cut", times, match, method, offset=nbytes))
 
     def ignore_range(self, times: int = 1, match: str = "/blobs/", method: str | None = "GET") -> Fault:
         """Forward without the Range header: a registry (or CDN) that ignores Range answers 200."""
@@ -194,6 +201,15 @@ class FaultProxy:
                     seen.fault, seen.status = fault.kind, fault.status
                     await self._answer(writer, fault, path)
                     continue
+                if fault and fault.kind == "cut":
+                    seen.fault = fault.kind
+                    if up is None:
+                        up = await asyncio.open_connection(*self.upstream, limit=MAX_HEAD)
+                    up[1].write(head + body[:fault.offset])
+                    await up[1].drain()
+                    up[1].transport.abort()
+                    writer.transport.abort()
+                    return
                 if fault and fault.kind == "norange":
                     head = b"\r\n".join(line for line in head.split(b"\r\n")
                                          if not line.lower().startswith(b"range:"))

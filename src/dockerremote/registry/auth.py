@@ -154,7 +154,7 @@ def parse_challenges(values: list[str]) -> list[Challenge]:
 
 
 def scope(path: str, push: bool = False) -> str:
-    return f"repository:{path}:{'pull,push' if push else 'pull'}"
+    return f"repository:{path}:{'push,pull' if push else 'pull'}"  # dockerd's order
 
 
 # --------------------------------------------------------------------------- tokens

@@ -37,6 +37,7 @@ from dockerremote.registry.errors import (BlobInvalid, ManifestInvalid, Registry
                                           Unauthorized, registry_error, transport_text)
 from dockerremote.registry.hosts import DEFAULT_CERTS_DIR, Endpoint, Hosts, tls_context
 from dockerremote.registry.retry import RetryPolicy, parse_retry_after, retryable
+from dockerremote.registry.upload import Uploads
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ _DIGEST_RE = re.compile(r"^(sha256|sha384|sha512):([a-f0-9]+)$")
 _HASH_LEN = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 OnRetry = Callable[[int, float, RegistryError], "Awaitable[None] | None"]
+Body = Callable[[], Any]  # makes a request body (bytes, or an async iterator of bytes) afresh
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class Registries:
             return challenges
 
 
-class Repository:
+class Repository(Uploads):
     """One repository on one registry, for one set of credentials (docker.io: mirrors first)."""
 
     def __init__(self, registries: Registries, name: Reference, auth: AuthConfig | None, push: bool,
@@ -197,6 +199,7 @@ class Repository:
         self.registries = registries
         self.name = name
         self.auth = auth
+        self.push = push
         self.scopes = [_auth.scope(name.path, push)]
         self.meta_headers = {k: v for k, v in meta_headers.items() if k.lower().startswith("x-meta-")}
         self._endpoints: list[Endpoint] | None = None
@@ -407,7 +410,9 @@ class Repository:
 
     async def _all_endpoints(self) -> list[Endpoint]:
         if self._endpoints is None:
-            self._endpoints = await self.registries.hosts.endpoints(self.name.domain)
+            eps = await self.registries.hosts.endpoints(self.name.domain)
+            # mirrors serve pulls only (dockerd's LookupPushEndpoints)
+            self._endpoints = [e for e in eps if not e.mirror] if self.push else eps
         return self._endpoints
 
     async def _live_endpoints(self) -> list[Endpoint]:
@@ -488,16 +493,17 @@ class Repository:
             return f"Bearer {token}", key
 
     async def _send(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None = None,
-                    *, retry_status: bool = True, retry_transport: bool = True) -> aiohttp.ClientResponse:
+                    *, retry_status: bool = True, retry_transport: bool = True,
+                    body: Body | None = None) -> aiohttp.ClientResponse:
         """One request with auth; redirects followed (Authorization kept only on the same origin);
         a refused cached token replaced once; 429/5xx/unreachable retried with backoff when
         asked (a failure to connect is not retried here; blob() retries it). Returns the final
-        response, whatever its status."""
+        response, whatever its status. `body` makes a fresh payload for each attempt."""
         policy = self.registries.retry
         failures = 0
         while True:
             try:
-                resp = await self._attempt(ep, method, url, headers)
+                resp = await self._attempt(ep, method, url, headers, body)
             except RegistryUnavailable as exc:
                 failures += 1
                 # a registry that refuses connections or has no address fails the request at
@@ -520,9 +526,9 @@ class Repository:
             return resp
 
     async def _attempt(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
-                       ) -> aiohttp.ClientResponse:
+                       body: Body | None = None) -> aiohttp.ClientResponse:
         authz, key = await self._authorization(ep, method, url)
-        resp = await self._follow(ep, method, url, headers, authz)
+        resp = await self._follow(ep, method, url, headers, authz, body)
         if resp.status == 401:
             challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
             known = self.registries.known_challenges(ep)
@@ -532,16 +538,16 @@ class Repository:
                 self.registries.learn(ep, challenges)
                 resp.release()
                 authz, key = await self._authorization(ep, method, url)
-                return await self._follow(ep, method, url, headers, authz)
+                return await self._follow(ep, method, url, headers, authz, body)
             if key is not None and not _insufficient_scope(challenges):
                 self.registries.tokens.drop(key, authz.split(" ", 1)[1] if authz else "")
                 resp.release()
                 authz, key = await self._authorization(ep, method, url, fresh=True)
-                return await self._follow(ep, method, url, headers, authz)
+                return await self._follow(ep, method, url, headers, authz, body)
         return resp
 
     async def _follow(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
-                      authz: str | None) -> aiohttp.ClientResponse:
+                      authz: str | None, body: Body | None = None) -> aiohttp.ClientResponse:
         session = await self.registries.session()
         h = {**self.meta_headers, **(headers or {})}
         if authz:
@@ -552,6 +558,7 @@ class Repository:
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 resp = await session.request(method, target, headers=h, allow_redirects=False,
+                                             data=body() if body is not None else None,
                                              ssl=tls if target.scheme == "https" else None,
                                              proxy=self.registries.proxy_for(str(target)))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -572,6 +579,7 @@ class Repository:
                 h.pop("Authorization", None)  # never hand the registry's credentials to storage
             if resp.status == 303:
                 method = "GET"
+                body = None
             target = nxt
         raise RegistryError(f'{method.capitalize()} "{_shown(url)}": stopped after {MAX_REDIRECTS} redirects')
 
