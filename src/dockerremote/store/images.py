@@ -21,7 +21,7 @@ from dockerremote.oci.config import ConfigSummary, summarize
 from dockerremote.oci.digest import chain_ids, sha256_digest, short_id
 from dockerremote.reference import Reference
 from dockerremote.store.content import ContentStore
-from dockerremote.store.index import ImageRecord, Index, LayerRecord, ManifestRecord
+from dockerremote.store.index import ImageRecord, Index, LayerRecord, ManifestRecord, PushCopy
 
 
 @functools.lru_cache(maxsize=65536)
@@ -98,6 +98,26 @@ class ImageStore:
                 self.content.put(data)
             self.index.add_manifests(image_id, [(d, mt, len(data), role)
                                                 for d, (data, mt, role) in zip(digests, blobs)])
+
+    # -- push support: gzip copies of layers, and where blobs live in registries -----------
+
+    def push_copy(self, layer_blob: str) -> PushCopy | None:
+        """The gzip copy a push sends for this layer, if one was made and is still on disk."""
+        copy = self.index.push_copies.get(layer_blob)
+        if copy is None or not self.content.exists(copy.digest):
+            return None
+        return copy
+
+    def add_push_copy(self, layer_blob: str, digest: str, size: int) -> None:
+        """Record a committed gzip blob (leased by the caller) as the push form of a layer."""
+        self.index.add_push_copy(PushCopy(layer_blob, digest, size))
+
+    def note_blob_sources(self, registry: str, repository: str, digests: list[str]) -> None:
+        """Blobs now known to be in registry/repository (a pull from it, a push to it)."""
+        self.index.add_blob_sources(registry, repository, digests)
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]:
+        return self.index.blob_sources(digest, registry)
 
     def manifests_of(self, image_id: str) -> list[ManifestRecord]:
         return list(self.index.manifests.get(image_id, []))
@@ -269,6 +289,9 @@ class ImageStore:
             dead_layers = [d for d in dead if d in self.index.layers]
             if dead_layers:
                 self.index.remove_layers(dead_layers)
+                # their gzip copies for pushes go with them (unless something else uses them)
+                dead += [c for c in self.index.drop_push_copies(dead_layers)
+                         if not self.index.blob_users[c] and not self._leases[c]]
             for digest in dead:
                 self.content.delete(digest)
 

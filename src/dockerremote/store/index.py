@@ -53,6 +53,18 @@ CREATE TABLE IF NOT EXISTS image_manifests (  -- manifest and index blobs an ima
     seq        INTEGER NOT NULL,     -- the latest target is the image's Descriptor
     PRIMARY KEY (image_id, digest)
 );
+CREATE TABLE IF NOT EXISTS push_copies (   -- a gzip copy of a layer stored in another form
+    layer_blob TEXT PRIMARY KEY,           -- (import, load): made once, for pushes; layers.blob_digest
+    digest     TEXT NOT NULL,              -- the gzip blob, kept while its layer is
+    size       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blob_sources (  -- registry repositories a blob is known to be in
+    digest     TEXT NOT NULL,              -- (pulled from, pushed to): candidates for a push's
+    registry   TEXT NOT NULL,              -- cross-repository mount
+    repository TEXT NOT NULL,
+    seq        INTEGER NOT NULL,           -- the latest first
+    PRIMARY KEY (digest, registry, repository)
+);
 """
 
 
@@ -75,6 +87,15 @@ class ManifestRecord:
     size: int
     role: str  # "target" or "platform" (see the image_manifests table)
     seq: int = 0
+
+
+@dataclass(frozen=True)
+class PushCopy:
+    """The gzip blob a push sends for a layer stored uncompressed or in another compression."""
+
+    layer_blob: str
+    digest: str
+    size: int
 
 
 @dataclass
@@ -114,6 +135,9 @@ class Index:
         self.manifest_images: dict[str, set[str]] = {}
         self._seq = 0
         self._manifest_seq = 0
+        # layer blob → its gzip copy for pushes (each copy counts as a user of its blob)
+        self.push_copies: dict[str, PushCopy] = {}
+        self._source_seq = 0
         self._load()
 
     def _count(self, image: ImageRecord, delta: int) -> None:
@@ -142,6 +166,10 @@ class Index:
                                     "FROM image_manifests ORDER BY seq"):
             self._remember_manifest(row[0], ManifestRecord(*row[1:]))
             self._manifest_seq = max(self._manifest_seq, row[5])
+        for row in self._db.execute("SELECT layer_blob, digest, size FROM push_copies"):
+            self.push_copies[row[0]] = PushCopy(*row)
+            self.blob_users[row[1]] += 1
+        self._source_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM blob_sources").fetchone()[0]
 
     def close(self) -> None:
         with self.lock:
@@ -293,6 +321,60 @@ class Index:
                                      [(d,) for d in blob_digests])
             for d in blob_digests:
                 self.layers.pop(d, None)
+
+    # -- gzip copies of layers, for pushes -------------------------------------------------
+
+    def add_push_copy(self, copy: PushCopy) -> None:
+        """Remember a committed gzip blob as the push form of a layer (a user of that blob)."""
+        with self.lock:
+            if copy.layer_blob not in self.layers:
+                return  # the layer went meanwhile: the blob stays unused and is collected
+            old = self.push_copies.get(copy.layer_blob)
+            with self._tx():
+                self._db.execute("INSERT OR REPLACE INTO push_copies VALUES (?,?,?)",
+                                 (copy.layer_blob, copy.digest, copy.size))
+            self.push_copies[copy.layer_blob] = copy
+            self.blob_users[copy.digest] += 1
+            if old is not None:
+                self._unpin(old.digest)
+
+    def drop_push_copies(self, layer_blobs: list[str]) -> list[str]:
+        """Forget the copies of layers being removed; the copy blobs no longer pinned by them."""
+        with self.lock:
+            gone = [self.push_copies[b] for b in layer_blobs if b in self.push_copies]
+            if not gone:
+                return []
+            with self._tx():
+                self._db.executemany("DELETE FROM push_copies WHERE layer_blob=?",
+                                     [(c.layer_blob,) for c in gone])
+            for c in gone:
+                del self.push_copies[c.layer_blob]
+                self._unpin(c.digest)
+            return [c.digest for c in gone]
+
+    def _unpin(self, digest: str) -> None:
+        self.blob_users[digest] -= 1
+        if self.blob_users[digest] <= 0:
+            del self.blob_users[digest]
+
+    # -- where blobs are known to be in registries -----------------------------------------
+
+    def add_blob_sources(self, registry: str, repository: str, digests: list[str]) -> None:
+        with self.lock:
+            rows = []
+            for d in dict.fromkeys(digests):
+                self._source_seq += 1
+                rows.append((d, registry, repository, self._source_seq))
+            if rows:
+                with self._tx():
+                    self._db.executemany("INSERT OR REPLACE INTO blob_sources VALUES (?,?,?,?)", rows)
+
+    def blob_sources(self, digest: str, registry: str) -> list[str]:
+        """Repositories of `registry` known to hold the blob, the latest first."""
+        with self.lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT repository FROM blob_sources WHERE digest=? AND registry=? ORDER BY seq DESC",
+                (digest, registry))]
 
     def _tx(self):  # type: ignore[no-untyped-def]
         return _Transaction(self._db)
