@@ -141,7 +141,11 @@ class Puller:
                 if self.store.get(image_id) is None:
                     config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held)
                 await emit(Event(Kind.DIGEST, text=resolved.top_digest))
-                return await asyncio.to_thread(self._commit, ref, resolved, config, summary, records)
+                changed = await asyncio.to_thread(self._commit, ref, resolved, config, summary, records)
+                # where these blobs live: a push to another repository of this registry mounts them
+                await asyncio.to_thread(self.store.note_blob_sources, ref.domain, ref.path,
+                                        [image_id, *(d.digest for d in layers)])
+                return changed
         finally:
             await asyncio.shield(asyncio.gather(*(h.aclose() for h in held)))
 
