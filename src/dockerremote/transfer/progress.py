@@ -30,6 +30,14 @@ class Kind(enum.Enum):
     DIGEST = "digest"            # text = manifest (or list) digest
     STATUS = "status"            # text = familiar ref, current = 1 if something changed
     WARNING = "warning"          # text
+    # push (transfer/push.py); WAITING and RETRYING are shared with pulls
+    REFERS = "refers"            # text = the repository's full name
+    PREPARING = "preparing"      # a layer the push will take care of
+    LAYER_EXISTS = "layer_exists"  # the registry has it already
+    MOUNTED = "mounted"          # text = the repository (path) it was mounted from
+    PUSHING = "pushing"          # current / total bytes (of the layer tar, as dockerd counts)
+    PUSHED = "pushed"
+    PUSH_RESULT = "push_result"  # text = tag, id = manifest digest, current = manifest size
 
 
 @dataclass(frozen=True)
