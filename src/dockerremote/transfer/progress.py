@@ -48,10 +48,6 @@ class Event:
     total: int = 0
     text: str = ""
 
-    @property
-    def terminal(self) -> bool:
-        return self.kind in (Kind.DOWNLOADED, Kind.EXISTS)
-
 
 Emit = Callable[[Event], None]
 
