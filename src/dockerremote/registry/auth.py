@@ -73,6 +73,9 @@ class AuthConfig:
         return h.hexdigest()[:32]
 
 
+_FIELDS = {f.name for f in fields(AuthConfig)}
+
+
 def decode_registry_auth(header: str | None) -> AuthConfig | None:
     """X-Registry-Auth as dockerd reads it: base64url JSON; anything unreadable is anonymous."""
     if not header or not header.strip():
@@ -85,6 +88,10 @@ def decode_registry_auth(header: str | None) -> AuthConfig | None:
         return None
     if not isinstance(doc, dict):
         return None
+    return _from_doc(doc)
+
+
+def _from_doc(doc: dict) -> AuthConfig | None:
     names = {f.name for f in fields(AuthConfig)}
     values: dict[str, str] = {}
     for k, v in doc.items():  # Go's encoding/json matches field names case-insensitively
@@ -99,6 +106,39 @@ def decode_registry_auth(header: str | None) -> AuthConfig | None:
     if not any((cfg.username, cfg.password, cfg.auth, cfg.identitytoken, cfg.registrytoken)):
         return None
     return cfg
+
+
+_GO_SYNTAX = (("Expecting value", "looking for beginning of value"),
+              ("Expecting property name enclosed in double quotes", "looking for beginning of object key string"),
+              ("Expecting ':' delimiter", "after object key"),
+              ("Expecting ',' delimiter", "after object key:value pair"))
+_GO_KINDS = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}
+
+
+def auth_from_body(data: bytes) -> AuthConfig | None:
+    """The auth JSON an API client without X-Registry-Auth sends as the body (dockerd 20.10's
+    fallback for push): decoded as Go's json.Decoder would; ValueError with Go's text when it
+    cannot be (the caller answers 400 `Bad parameters and missing X-Registry-Auth: <text>`)."""
+    text = data.decode("utf-8", errors="replace").lstrip(" \t\r\n")
+    if not text:
+        raise ValueError("EOF")
+    try:
+        doc, _ = json.JSONDecoder().raw_decode(text)  # the first value only, as Decode reads
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()):
+            raise ValueError("unexpected EOF") from None
+        where = next((go for py, go in _GO_SYNTAX if exc.msg.startswith(py)), "looking for beginning of value")
+        raise ValueError(f"invalid character {text[exc.pos]!r} {where}") from None
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ValueError(f"json: cannot unmarshal {_GO_KINDS.get(type(doc), 'number')} into Go value of "
+                         "type types.AuthConfig")
+    for k, v in doc.items():
+        if isinstance(k, str) and k.lower() in _FIELDS and v is not None and not isinstance(v, str):
+            raise ValueError(f"json: cannot unmarshal {_GO_KINDS.get(type(v), 'object')} into Go struct field "
+                             f"AuthConfig.{k} of type string")
+    return _from_doc(doc)
 
 
 # --------------------------------------------------------------------------- challenges

@@ -73,6 +73,11 @@ class Uploads:
 
     # -- public operations
 
+    async def connect(self: "Repository") -> None:
+        """Find the endpoint this push talks to (dockerd pings before anything else); raises the
+        last endpoint's error, with its `Get "<url>/v2/": ` prefix, when none answers."""
+        await self._push_endpoint()
+
     async def blob_exists(self: "Repository", digest: str) -> int | None:
         """HEAD the blob: its size when the repository has it, None when it does not."""
         ep = await self._push_endpoint()

@@ -1,0 +1,283 @@
+"""Push: the tags of a local repository → a registry, in dockerd 20.10's steps and words.
+
+Per tag: every layer (top first) is Preparing; up to --max-concurrent-uploads run at once
+(the others are Waiting), each one single-flight per (target repository, blob) across all
+pushes of the daemon (transfer/scheduler.py). A layer is sent as the store holds it when that
+is gzip or zstd (a pulled layer goes back byte for byte); a layer stored uncompressed or in
+another compression (import, load) is gzipped ONCE on every core (transfer/gzip_copy.py) and
+the copy is kept, so the next push only asks whether the registry has it. For each blob:
+
+    HEAD      the registry has it                 → "Layer already exists"
+    mount     another repository of the same      → "Mounted from <repository>"
+              registry is known to have it (a pull
+              from there, an earlier push)
+    upload    POST / PATCH / PUT, resumed or       → "Pushing" progress, then "Pushed"
+              restarted after faults
+
+then the config blob, then a docker schema2 manifest PUT under the tag. Its digest becomes
+the image's RepoDigest `<name>@<digest>`. Errors are dockerd's texts; the api layer sends
+them in the stream (the first line goes out before anything is looked up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from dockerremote.errors import DockerRemoteError
+from dockerremote.oci import compression
+from dockerremote.oci.digest import short_id
+from dockerremote.oci.manifest import DOCKER_CONFIG, DOCKER_MANIFEST
+from dockerremote.reference import Reference
+from dockerremote.registry.upload import Upload
+from dockerremote.store.images import ImageStore
+from dockerremote.store.index import LayerRecord
+from dockerremote.transfer.gzip_copy import make_gzip_copy
+from dockerremote.transfer.progress import ByteMeter, Event, Kind
+from dockerremote.transfer.scheduler import Handle, Scheduler
+
+log = logging.getLogger(__name__)
+
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+_AS_STORED = {compression.GZIP: DOCKER_LAYER_GZIP, compression.ZSTD: OCI_LAYER_ZSTD}
+MAX_MOUNT_TRIES = 3      # source repositories tried per blob (dockerd: up to 4 for big layers)
+READ = 1 << 20
+
+AsyncEmit = Callable[[Event], Awaitable[None]]
+
+
+class PushError(DockerRemoteError):
+    """A push that cannot go on (dockerd's texts; sent in the stream)."""
+
+
+@dataclass
+class PushRequest:
+    ref: Reference                  # a repository, with a tag (that tag) or without (every tag)
+    auth: Any = None                # registry.auth.AuthConfig or None
+    meta_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Blob:
+    """What a manifest lists for a layer: the blob as the registry gets it."""
+
+    digest: str
+    size: int
+    media_type: str
+
+
+class Pusher:
+    """One per daemon: owns the upload scheduler (the daemon-wide concurrency limit)."""
+
+    def __init__(self, store: ImageStore, registries: Any, max_uploads: int = 5, gzip_workers: int = 2) -> None:
+        self.store = store
+        self.registries = registries
+        self.scheduler: Scheduler[Blob] = Scheduler(max_uploads)
+        # one gzip copy at a time: each already keeps every core busy
+        self.copies: Scheduler[Blob] = Scheduler(1)
+        self.gzip_workers = gzip_workers
+
+    async def push(self, req: PushRequest, emit: AsyncEmit) -> list[tuple[str, str]]:
+        """Push the tag (or every tag) of req.ref; the (tag, manifest digest) pairs pushed."""
+        ref = req.ref
+        await emit(Event(Kind.REFERS, text=ref.name))
+        refs = await asyncio.to_thread(self.store.repository_refs, ref)
+        if not refs:
+            raise PushError(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        repo = self.registries.repository(ref.repository(), req.auth, push=True, meta_headers=req.meta_headers)
+        await repo.connect()  # dockerd reaches the registry before it looks at the tags
+        if ref.digest is not None:
+            raise PushError("cannot push a digest reference")
+        tags = [(r, i) for r, i in refs if r.tag is not None and r.digest is None]
+        if ref.tag is not None:
+            tags = [(r, i) for r, i in tags if r.tag == ref.tag]
+            if not tags:
+                raise PushError(f"tag does not exist: {ref.familiar}")
+        elif not tags:
+            raise PushError(f"no tags to push for {ref.familiar_name}")
+        pushed = []
+        for tag_ref, image_id in tags:  # in the order of their full names, as dockerd
+            pushed.append((tag_ref.tag or "", await self._push_tag(repo, tag_ref, image_id, emit)))
+        return pushed
+
+    # -- one tag -------------------------------------------------------------------------------
+
+    async def _push_tag(self, repo: Any, ref: Reference, image_id: str, emit: AsyncEmit) -> str:
+        image = self.store.get(image_id)
+        if image is None:  # deleted since we listed the tags
+            raise PushError(f"tag does not exist: {ref.familiar}")
+        layers = self.store.layer_records(image)
+        async with _Lease(self.store, [image.id, *image.layers]):
+            config = await asyncio.to_thread(self.store.config_bytes, image)
+            blobs = await self._push_layers(repo, layers, emit)
+            await self._push_config(repo, image.id, config)
+            manifest = manifest_bytes(image.id, len(config), blobs)
+            assert ref.tag is not None
+            digest = await repo.put_manifest(ref.tag, manifest, DOCKER_MANIFEST)
+            await asyncio.to_thread(self._record, ref, image.id, digest, [image.id, *(b.digest for b in blobs)])
+        await emit(Event(Kind.PUSH_RESULT, id=digest, current=len(manifest), text=ref.tag))
+        return digest
+
+    async def _push_layers(self, repo: Any, layers: list[LayerRecord], emit: AsyncEmit) -> list[Blob]:
+        """Every layer, top first as dockerd lists them; the blobs in manifest (bottom-up) order."""
+        top_first = list(reversed(layers))
+        for layer in top_first:
+            await emit(Event(Kind.PREPARING, short_id(layer.diff_id)))
+        handles: dict[str, Handle[Blob]] = {}
+        watchers: list[asyncio.Task[Blob]] = []
+        try:
+            for layer in top_first:
+                key = f"{repo.name.name}@{layer.blob_digest}"
+                if key not in handles:
+                    handles[key] = self.scheduler.join(key, self._uploader(repo, layer), short_id(layer.diff_id))
+                # one watcher per layer, duplicates included, as dockerd's upload manager
+                watchers.append(asyncio.create_task(_watch(handles[key], emit)))
+            done, pending = await asyncio.wait(watchers, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            return [w.result() for w in reversed(watchers)]
+        finally:
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            for h in handles.values():
+                h.release()
+
+    def _uploader(self, repo: Any, layer: LayerRecord) -> Callable[[Callable[[Event], None]], Awaitable[Blob]]:
+        async def start(publish: Callable[[Event], None]) -> Blob:
+            return await self._upload_layer(repo, layer, publish)
+        return start
+
+    async def _upload_layer(self, repo: Any, layer: LayerRecord, publish: Callable[[Event], None]) -> Blob:
+        """One layer to one repository (runs in the scheduler's task, in an upload slot)."""
+        sid = short_id(layer.diff_id)
+        blob = await self._pushable(layer)
+        if await repo.blob_exists(blob.digest) is not None:
+            publish(Event(Kind.LAYER_EXISTS, sid))
+            return blob
+        opened: Upload | None = None
+        sources = await asyncio.to_thread(self.store.blob_sources, blob.digest, repo.name.domain)
+        for source in [s for s in sources if s != repo.name.path][:MAX_MOUNT_TRIES]:
+            got = await repo.mount_blob(blob.digest, source)
+            if got is True:
+                publish(Event(Kind.MOUNTED, sid, text=source))
+                return blob
+            if isinstance(got, Upload):  # the registry opened an upload instead: use it
+                opened = got
+                break
+        # progress in bytes of the layer tar against its content size, as dockerd counts
+        meter = ByteMeter(sid, Kind.PUSHING, layer.size, publish)
+        scale = layer.tar_size / blob.size if blob.size else 0.0
+
+        def on_retry(failures: int, delay: float, error: Any) -> None:
+            if delay > 0:
+                publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
+
+        await repo.upload_blob(blob.digest, blob.size, _file_reader(self.store.content.path(blob.digest)),
+                               upload=opened, on_progress=lambda sent: meter.update(int(sent * scale)),
+                               on_retry=on_retry)
+        meter.update(layer.tar_size)
+        meter.finish()
+        publish(Event(Kind.PUSHED, sid))
+        return blob
+
+    async def _pushable(self, layer: LayerRecord) -> Blob:
+        """The blob sent for a layer: as stored (gzip, zstd) or its gzip copy, made once."""
+        media_type = _AS_STORED.get(layer.compression)
+        if media_type is not None:
+            return Blob(layer.blob_digest, layer.blob_size, media_type)
+        copy = self.store.push_copy(layer.blob_digest)
+        if copy is not None:
+            return Blob(copy.digest, copy.size, DOCKER_LAYER_GZIP)
+
+        async def make(publish: Callable[[Event], None]) -> Blob:
+            # compressing, committing and recording happen in one thread: a push that gives
+            # up meanwhile cannot leave half a copy behind, and the copy is kept anyway
+            return await asyncio.to_thread(self._gzip_copy, layer)
+
+        handle = self.copies.join(layer.blob_digest, make)
+        try:
+            return await handle.result()
+        finally:
+            handle.release()
+
+    def _gzip_copy(self, layer: LayerRecord) -> Blob:
+        copy = self.store.push_copy(layer.blob_digest)  # made by a push that finished meanwhile
+        if copy is not None:
+            return Blob(copy.digest, copy.size, DOCKER_LAYER_GZIP)
+        digest, size, writer = make_gzip_copy(self.store.content, layer, self.gzip_workers)
+        with self.store.lease([digest]):  # not collectable between its commit and its record
+            writer.commit(digest, size)
+            self.store.add_push_copy(layer.blob_digest, digest, size)
+        log.info("layer %s: gzip copy %s (%d bytes)", layer.blob_digest, digest, size)
+        return Blob(digest, size, DOCKER_LAYER_GZIP)
+
+    async def _push_config(self, repo: Any, digest: str, config: bytes) -> None:
+        if await repo.blob_exists(digest) is None:
+            await repo.upload_blob(digest, len(config), lambda offset: _bytes_reader(config[offset:]))
+
+    def _record(self, ref: Reference, image_id: str, digest: str, blob_digests: list[str]) -> None:
+        """The RepoDigest (unless that digest ref exists: dockerd does not move it) and where the
+        blobs now are (a push to another repository of this registry mounts them)."""
+        digest_ref = Reference(ref.domain, ref.path, None, digest)
+        with self.store.index.lock:
+            if str(digest_ref) not in self.store.index.refs and image_id in self.store.index.images:
+                self.store.set_tag(digest_ref, image_id)
+        self.store.note_blob_sources(ref.domain, ref.path, blob_digests)
+
+
+def manifest_bytes(config_digest: str, config_size: int, blobs: list[Blob]) -> bytes:
+    """A docker schema2 manifest laid out as dockerd's (Go's MarshalIndent with 3 spaces)."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "size": config_size, "digest": config_digest},
+        "layers": [{"mediaType": b.media_type, "size": b.size, "digest": b.digest} for b in blobs],
+    }
+    return json.dumps(doc, indent=3).encode()
+
+
+async def _watch(handle: Handle[Blob], emit: AsyncEmit) -> Blob:
+    async for event in handle.watch():
+        await emit(event)
+    return await handle.result()
+
+
+def _file_reader(path: Path) -> Callable[[int], AsyncIterator[bytes]]:
+    """open_at(offset) for a blob file: its bytes from offset on, read in a thread."""
+    def open_at(offset: int) -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            f = await asyncio.to_thread(open, path, "rb")
+            try:
+                if offset:
+                    await asyncio.to_thread(f.seek, offset)
+                while data := await asyncio.to_thread(f.read, READ):
+                    yield data
+            finally:
+                f.close()
+        return chunks()
+    return open_at
+
+
+async def _bytes_reader(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class _Lease:
+    """store.lease() entered and left in a thread (it takes locks and may collect garbage)."""
+
+    def __init__(self, store: ImageStore, digests: list[str]) -> None:
+        self._cm = store.lease(digests)
+
+    async def __aenter__(self) -> None:
+        await asyncio.to_thread(self._cm.__enter__)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(asyncio.to_thread(self._cm.__exit__, None, None, None))
