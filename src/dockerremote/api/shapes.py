@@ -17,6 +17,7 @@ from dockerremote.api.jsonstream import dumps
 from dockerremote.api.versions import ApiVersion
 from dockerremote.errors import DockerRemoteError
 from dockerremote.oci import manifest as mf
+from dockerremote.oci import platform as plat
 from dockerremote.oci.config import container_config, format_time, normalize_time, parse_time
 from dockerremote.oci.digest import chain_ids
 from dockerremote.oci.platform import Platform
@@ -262,8 +263,6 @@ def manifest_summaries(store: ImageStore, image: ImageRecord) -> list[dict[str, 
 
 def platform_sibling(store: ImageStore, image: ImageRecord, want: Platform) -> ImageRecord | None:
     """The stored image for `want` in the index `image` was pulled as (None without one)."""
-    from dockerremote.oci import platform as plat
-
     t = store.index.target_of(image.id)
     if t is None or mf.base_media_type(t.media_type) not in _INDEX_TYPES:
         return None

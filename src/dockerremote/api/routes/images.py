@@ -64,33 +64,40 @@ async def list_images(ctx: Ctx) -> web.StreamResponse:
 
     shape = v.key(*shapes.LIST_SWITCHES)
     label_filter = f.contains("label")
-    items = []
-    with store.index.lock:
-        for img in shapes.sorted_images(store.index.images.values()):
-            if before is not None and shapes.created_ns(img) >= before:
-                continue
-            if since is not None and shapes.created_ns(img) <= since:
-                continue
-            if label_filter and not f.match_kv_list("label", img.labels):
-                continue
-            tags, digests = shapes.split_refs(store, img, keep_ref if patterns else None)
-            if not tags and not digests:
-                if f.contains("dangling") and not dangling_only:
+
+    def build() -> bytes:
+        items = []
+        with store.index.lock:
+            for img in shapes.sorted_images(store.index.images.values()):
+                if before is not None and shapes.created_ns(img) >= before:
                     continue
-                if patterns:
+                if since is not None and shapes.created_ns(img) <= since:
                     continue
-                if img.refs and dangling_only:
-                    continue  # every ref was filtered away; the image itself is not dangling
-                if v.has("none_placeholders"):
-                    tags, digests = ["<none>:<none>"], ["<none>@<none>"]
-            elif dangling_only and tags:
-                continue
-            if shared_size or manifests:  # these change with other images: never memoized
-                items.append(shapes.dumps(shapes.list_item(store, img, v, tags=tags, digests=digests,
-                                                           with_shared_size=shared_size, manifests=manifests)))
-            else:
-                items.append(shapes.list_item_json(store, img, v, tags, digests, shape))
-    return web.Response(body=("[" + ",".join(items) + "]\n").encode(), content_type="application/json")
+                if label_filter and not f.match_kv_list("label", img.labels):
+                    continue
+                tags, digests = shapes.split_refs(store, img, keep_ref if patterns else None)
+                if not tags and not digests:
+                    if f.contains("dangling") and not dangling_only:
+                        continue
+                    if patterns:
+                        continue
+                    if img.refs and dangling_only:
+                        continue  # every ref was filtered away; the image itself is not dangling
+                    if v.has("none_placeholders"):
+                        tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+                elif dangling_only and tags:
+                    continue
+                if shared_size or manifests:  # these change with other images: never memoized
+                    items.append(shapes.dumps(shapes.list_item(store, img, v, tags=tags, digests=digests,
+                                                               with_shared_size=shared_size, manifests=manifests)))
+                else:
+                    items.append(shapes.list_item_json(store, img, v, tags, digests, shape))
+        return ("[" + ",".join(items) + "]\n").encode()
+
+    # Manifests read index and config blobs: that listing runs in a thread (the others are
+    # memory only, and a thread hop would cost more than they take).
+    data = await asyncio.to_thread(build) if manifests else build()
+    return web.Response(body=data, content_type="application/json")
 
 
 def for_platform(ctx: Ctx, img: ImageRecord, name: str, want: plat.Platform) -> ImageRecord:
