@@ -159,19 +159,14 @@ class Pusher:
         """One layer to one repository (runs in the scheduler's task, in an upload slot)."""
         sid = short_id(layer.diff_id)
         blob = await self._pushable(layer)
-        if await repo.blob_exists(blob.digest) is not None:
+        placed = await self._place(repo, blob.digest)
+        if placed is True:
             publish(Event(Kind.LAYER_EXISTS, sid))
             return blob
-        opened: Upload | None = None
-        sources = await asyncio.to_thread(self.store.blob_sources, blob.digest, repo.name.domain)
-        for source in [s for s in sources if s != repo.name.path][:MAX_MOUNT_TRIES]:
-            got = await repo.mount_blob(blob.digest, source)
-            if got is True:
-                publish(Event(Kind.MOUNTED, sid, text=source))
-                return blob
-            if isinstance(got, Upload):  # the registry opened an upload instead: use it
-                opened = got
-                break
+        if isinstance(placed, str):
+            publish(Event(Kind.MOUNTED, sid, text=placed))
+            return blob
+        opened = placed
         # progress in bytes of the layer tar against its content size, as dockerd counts
         meter = ByteMeter(sid, Kind.PUSHING, layer.size, publish)
         scale = layer.tar_size / blob.size if blob.size else 0.0
@@ -187,6 +182,20 @@ class Pusher:
         meter.finish()
         publish(Event(Kind.PUSHED, sid))
         return blob
+
+    async def _place(self, repo: Any, digest: str) -> "bool | str | Upload | None":
+        """Spare an upload if we can: True if the repository has the blob, the source repository
+        it was mounted from, else an upload the registry opened instead of a mount (or None)."""
+        if await repo.blob_exists(digest) is not None:
+            return True
+        sources = await asyncio.to_thread(self.store.blob_sources, digest, repo.name.domain)
+        for source in [s for s in sources if s != repo.name.path][:MAX_MOUNT_TRIES]:
+            got = await repo.mount_blob(digest, source)
+            if got is True:
+                return source
+            if isinstance(got, Upload):  # the registry opened an upload instead: use it
+                return got
+        return None
 
     async def _pushable(self, layer: LayerRecord) -> Blob:
         """The blob sent for a layer: as stored (gzip, zstd) or its gzip copy, made once."""
@@ -220,8 +229,10 @@ class Pusher:
         return Blob(digest, size, DOCKER_LAYER_GZIP)
 
     async def _push_config(self, repo: Any, digest: str, config: bytes) -> None:
-        if await repo.blob_exists(digest) is None:
-            await repo.upload_blob(digest, len(config), lambda offset: _bytes_reader(config[offset:]))
+        placed = await self._place(repo, digest)
+        if placed is None or isinstance(placed, Upload):
+            await repo.upload_blob(digest, len(config), lambda offset: _bytes_reader(config[offset:]),
+                                   upload=placed)
 
     def _record(self, ref: Reference, image_id: str, digest: str, blob_digests: list[str]) -> None:
         """The RepoDigest (unless that digest ref exists: dockerd does not move it) and where the
