@@ -172,8 +172,11 @@ async def delete_image(ctx: Ctx) -> web.StreamResponse:
     if platforms:
         return await _delete_platforms(ctx, name, img, platforms)
     records = await asyncio.to_thread(ctx.store.delete, name, ctx.query_bool("force"))
-    for r in records:  # dockerd logs one untag per removed ref and a delete for the image
-        if r.untagged:
+    # dockerd logs an untag for the ref named (not for the digest refs it cleans up with it),
+    # one per ref when deleting by ID, and a delete for the image
+    by_ref = not (img.id.startswith(name) or img.id[7:].startswith(name))
+    for i, r in enumerate(records):
+        if r.untagged and not (by_ref and i > 0):
             ctx.events.image("untag", img.id, img.id, img.labels)
         elif r.deleted == img.id:
             ctx.events.image("delete", img.id, img.id)
