@@ -1,4 +1,12 @@
-"""GET /events: image events as dockerd writes them, replayed for `since`, streamed live."""
+"""GET /events: image events as dockerd 20.10 writes them, replayed for since/until, then live.
+
+`since` and `until` are Unix times (`<seconds>[.<fraction>]`, as the CLI sends them after
+turning durations and dates into times). Either one replays the kept events (the last 256)
+up to `until`; an `until` in the past ends the stream after the replay, one in the future ends
+it then. Filters follow dockerd's events.Filter: `type`, `event`, `image` (the ID, the name, or
+either without its tag), `label` (on the attributes), `scope`; keys of other object types
+match an image event by prefix of its ID or name (a quirk kept), unknown keys are ignored.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +19,33 @@ from dockerremote import reference
 from dockerremote.api import filters as flt
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import dumps
-from dockerremote.api.routes.images import go_duration
-from dockerremote.errors import InvalidArgument
+from dockerremote.errors import DockerRemoteError, InvalidArgument
 from dockerremote.events import Event
-from dockerremote.oci.config import parse_time
 
-EVENT_FILTERS = {"type", "event", "image", "label", "container", "daemon", "network", "node",
-                 "plugin", "scope", "secret", "service", "volume", "config"}
+# dockerd's fuzzyMatchName filters: a value matches the actor's ID or name by prefix
+_FUZZY = ("container", "plugin", "volume", "network", "node", "service", "secret", "config", "daemon")
+_FUZZY_EVENTS = ("health_status", "exec_create", "exec_start")
 
 
-def parse_timestamp(value: str, now: float) -> int:
-    """dockerd's GetTimestamp: unix[.nanos], RFC3339-ish, or a duration before now → nanoseconds."""
-    try:
-        return int((now - go_duration(value)) * 1e9)
-    except ValueError:
-        pass
-    if value.replace(".", "", 1).isdigit():
-        sec, _, frac = value.partition(".")
-        return int(sec) * 10**9 + int((frac or "0")[:9].ljust(9, "0"))
-    for candidate in (value, value + "Z", value + "T00:00:00Z"):
-        try:
-            s, n = parse_time(candidate)
-            return s * 10**9 + n
-        except ValueError:
-            continue
-    raise InvalidArgument(f'failed to parse value as time or duration: "{value}"')
+def parse_timestamp(value: str) -> int:
+    """timetypes.ParseTimestamps: `<seconds>[.<fraction>]` → nanoseconds; Go's ParseInt errors (500)."""
+    sec, dot, frac = value.partition(".")
+    seconds = _go_parse_int(sec)
+    nanos = 0
+    if dot:
+        n = _go_parse_int(frac)
+        nanos = int(n * 10.0 ** (9 - len(frac)))  # "should already be in nanoseconds" (dockerd)
+    return seconds * 10**9 + nanos
+
+
+def _go_parse_int(text: str) -> int:
+    body = text[1:] if text[:1] in "+-" else text
+    if not body or not body.isascii() or not body.isdigit():
+        raise DockerRemoteError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
+    n = int(text)
+    if not -(2**63) <= n < 2**63:
+        raise DockerRemoteError(f'strconv.ParseInt: parsing "{text}": value out of range')
+    return n
 
 
 def _strip_tag(name: str) -> str:
@@ -45,38 +55,52 @@ def _strip_tag(name: str) -> str:
         return name
 
 
+def _fuzzy(f: flt.Filters, key: str, *sources: str) -> bool:
+    values = f.get(key)
+    return not values or any(s.startswith(v) for v in values for s in sources)
+
+
 def matches(f: flt.Filters, ev: Event) -> bool:
-    if not f.exact_match("type", ev.type) or not f.exact_match("event", ev.action):
+    """dockerd's events.Filter.Include for an image event."""
+    if any(v in _FUZZY_EVENTS for v in f.get("event")):  # then every event value is a prefix
+        if not _fuzzy(f, "event", ev.action):
+            return False
+    elif not f.exact_match("event", ev.action):
+        return False
+    if not f.exact_match("type", ev.type):
         return False
     if f.contains("scope") and not f.exact_match("scope", "local"):
         return False
-    if f.contains("image"):
-        name = ev.attributes.get("name", "")
-        if not any(f.exact_match("image", v) for v in (ev.id, name, _strip_tag(ev.id), _strip_tag(name))):
+    name = ev.attributes.get("name", "")
+    for key in _FUZZY:
+        if not _fuzzy(f, key, ev.id, name):
             return False
-    if f.contains("label") and not f.match_kv_list("label", ev.attributes):
+    if f.contains("image") and not any(f.exact_match("image", v) for v in
+                                       (ev.id, name, _strip_tag(ev.id), _strip_tag(name))):
         return False
-    for other in ("container", "network", "volume", "plugin", "daemon", "node", "service", "secret", "config"):
-        if f.contains(other):
-            return False  # we only ever emit image events
-    return True
+    return not f.contains("label") or f.match_kv_list("label", ev.attributes)
 
 
 def render(ev: Event) -> bytes:
-    return (dumps({
-        "status": ev.action, "id": ev.id, "Type": ev.type, "Action": ev.action,
-        "Actor": {"ID": ev.id, "Attributes": ev.attributes}, "scope": "local",
-        "time": ev.time_nano // 10**9, "timeNano": ev.time_nano}) + "\n").encode()
+    """events.Message as Go's json.Encoder writes it: HTML escaped, attributes sorted, an empty
+    id left out (the prune event), one message per line."""
+    msg: dict = {"status": ev.action}
+    if ev.id:
+        msg["id"] = ev.id
+    msg.update({"Type": ev.type, "Action": ev.action,
+                "Actor": {"ID": ev.id, "Attributes": dict(sorted(ev.attributes.items()))},
+                "scope": "local", "time": ev.time_nano // 10**9, "timeNano": ev.time_nano})
+    text = dumps(msg).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return (text + "\n").encode()
 
 
 async def events(ctx: Ctx) -> web.StreamResponse:
-    now = time.time()
+    since_text, until_text = ctx.query("since") or "", ctx.query("until") or ""
+    since = parse_timestamp(since_text) if since_text else None
+    until = parse_timestamp(until_text) if until_text else None
+    if since is not None and until is not None and until < since:
+        raise InvalidArgument(f"`since` time ({since_text}) cannot be after `until` time ({until_text})")
     f = flt.parse(ctx.query("filters"))
-    f.validate(EVENT_FILTERS)
-    since = parse_timestamp(ctx.query("since") or "", now) if ctx.query("since") else None
-    until = parse_timestamp(ctx.query("until") or "", now) if ctx.query("until") else None
-    if since is not None and until is not None and since > until:
-        raise InvalidArgument("`since` time must be before `until` time")
     bus = ctx.events
     past, queue, token = bus.subscribe()
     resp = web.StreamResponse()
@@ -84,10 +108,11 @@ async def events(ctx: Ctx) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     try:
         await resp.prepare(ctx.request)
-        for ev in past:
-            if since is not None and ev.time_nano >= since and (until is None or ev.time_nano <= until) \
-                    and matches(f, ev):
-                await resp.write(render(ev))
+        if since is not None or until is not None:  # dockerd replays only when asked for a window
+            for ev in past:
+                if (since is None or ev.time_nano >= since) and (until is None or ev.time_nano <= until) \
+                        and matches(f, ev):
+                    await resp.write(render(ev))
         if until is not None and until <= time.time_ns():
             return resp
         while True:
@@ -100,6 +125,8 @@ async def events(ctx: Ctx) -> web.StreamResponse:
                 return resp
             if matches(f, ev):
                 await resp.write(render(ev))
+    except ConnectionError:  # the client went away
+        return resp
     finally:
         bus.unsubscribe(token)
 
