@@ -25,6 +25,7 @@ from dockerremote.events import Event
 # dockerd's fuzzyMatchName filters: a value matches the actor's ID or name by prefix
 _FUZZY = ("container", "plugin", "volume", "network", "node", "service", "secret", "config", "daemon")
 _FUZZY_EVENTS = ("health_status", "exec_create", "exec_start")
+TICK = 1.0  # seconds between checks that the watcher is still there
 
 
 def parse_timestamp(value: str) -> int:
@@ -115,20 +116,39 @@ async def events(ctx: Ctx) -> web.StreamResponse:
                     await resp.write(render(ev))
         if until is not None and until <= time.time_ns():
             return resp
-        while True:
-            timeout = None if until is None else max(0.0, (until - time.time_ns()) / 1e9)
-            try:
-                ev = await asyncio.wait_for(queue.get(), timeout)
-            except asyncio.TimeoutError:
-                return resp
-            if until is not None and ev.time_nano > until:
-                return resp
-            if matches(f, ev):
-                await resp.write(render(ev))
+        getter: asyncio.Future[Event] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                left = None if until is None else (until - time.time_ns()) / 1e9
+                if left is not None and left <= 0:
+                    return resp
+                # look up now and then: a watcher whose client left, or a daemon shutting
+                # down, ends here instead of waiting for the next event
+                done, _ = await asyncio.wait({getter}, timeout=TICK if left is None else min(TICK, left))
+                if not done:
+                    if _gone(ctx.request):
+                        return resp
+                    continue
+                ev, getter = getter.result(), None
+                if until is not None and ev.time_nano > until:
+                    return resp
+                if matches(f, ev):
+                    await resp.write(render(ev))
+        finally:
+            if getter is not None:
+                getter.cancel()
     except ConnectionError:  # the client went away
         return resp
     finally:
         bus.unsubscribe(token)
+
+
+def _gone(request: web.Request) -> bool:
+    """The client hung up, or the server is shutting down (aiohttp's protocol says force-close)."""
+    transport = request.transport
+    return transport is None or transport.is_closing() or bool(getattr(request.protocol, "_force_close", False))
 
 
 def register(router: Router) -> None:
