@@ -35,6 +35,11 @@ class BlobWriter:
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
+    def flush(self) -> None:
+        """Hand what was written so far to the file (not to the disk): readers of the file
+        see it (a push streams a blob while it is being made)."""
+        self._f.flush()
+
     def sync(self) -> None:
         """Push what was written so far to disk, so commit()'s fsync has little left to wait
         for (a long download calls this now and then from a thread of its own)."""
