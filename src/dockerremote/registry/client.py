@@ -313,7 +313,8 @@ class Repository(Uploads):
             headers = {"Range": f"bytes={offset}-"} if offset else {}
             err: RegistryError | None = None
             progressed = 0
-            buf = bytearray()
+            buf: list[bytes] = []  # pieces as aiohttp read them, joined once per chunk (one copy)
+            held = 0
             try:
                 resp = await self._send(ep, "GET", url, headers, retry_status=False, retry_transport=False)
             except RegistryError as exc:
@@ -332,12 +333,13 @@ class Repository(Uploads):
                                         skip -= len(piece)
                                         continue
                                     piece, skip = piece[skip:], 0
-                                if size is not None and offset + len(buf) + len(piece) > size:
+                                if size is not None and offset + held + len(piece) > size:
                                     raise BlobInvalid(f"blob {digest} is larger than its size {size}")
-                                buf += piece
-                                if len(buf) >= chunk:
-                                    data = bytes(buf)
-                                    buf.clear()
+                                buf.append(piece)
+                                held += len(piece)
+                                if held >= chunk:
+                                    data = b"".join(buf) if len(buf) > 1 else buf[0]
+                                    buf, held = [], 0
                                     offset += len(data)
                                     progressed += len(data)
                                     yield data
@@ -349,8 +351,8 @@ class Repository(Uploads):
                 finally:
                     resp.release()
                 if buf:  # what arrived before a cut is good data: hand it over, resume after it
-                    data = bytes(buf)
-                    buf.clear()
+                    data = b"".join(buf)
+                    buf, held = [], 0
                     offset += len(data)
                     progressed += len(data)
                     yield data
