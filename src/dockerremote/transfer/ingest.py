@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import queue
+import sys
 import threading
 from typing import Any, AsyncIterator, Callable
 
@@ -20,6 +22,13 @@ from dockerremote.store.content import ContentStore
 from dockerremote.store.index import LayerRecord
 
 CHUNK = 1 << 20
+
+# A thread returning from hashlib/isal (GIL released) waits for the GIL up to the switch
+# interval while the event loop runs Python: at 5 ms per 1 MiB chunk that wait costs more
+# than the hashing itself. 0.5 ms keeps the worker threads fed.
+_SWITCH = float(os.environ.get("DOCKERREMOTE_SWITCH_INTERVAL", "0.0005"))
+if _SWITCH > 0:
+    sys.setswitchinterval(_SWITCH)
 
 
 class LayerIngest:
@@ -61,7 +70,9 @@ class LayerIngest:
             self._data_error = exc  # reported at finish(), unless the digest says more
 
     # -- the same work as feed(), cut in three stages for a StagePipeline: store the
-    #    compressed bytes | inflate | hash and measure the tar. Each runs in its own thread.
+    #    compressed bytes | inflate | hash and measure the tar. Each runs in its own thread:
+    #    inflating alone is the floor's longest part, so the tar's sha256 and meter run beside
+    #    it, not after it (measured: 0.44 s vs 0.76 s of CPU on one thread for 256 MiB).
 
     def stages(self) -> list["Stage"]:
         return [self._stage_store, self._stage_inflate, self._stage_measure]
@@ -187,6 +198,9 @@ class StagePipeline:
         except queue.Full:
             return False
 
+    def has_room(self) -> bool:
+        return not self._queues[0].full()
+
     def put(self, data: bytes) -> None:
         """Queue a chunk, waiting for room (call from a thread, not the event loop)."""
         if self.error is not None:
@@ -222,21 +236,40 @@ def _drop(_: bytes) -> None:
 
 
 async def pump_stages(source: AsyncIterator[bytes], stages: list[Stage],
-                      on_progress: Callable[[int], None] | None = None) -> int:
-    """pump() through a StagePipeline; when this returns, every stage has seen every byte."""
+                      on_progress: Callable[[int], None] | None = None, batch: int = CHUNK) -> int:
+    """pump() through a StagePipeline; when this returns, every stage has seen every byte.
+
+    Network pieces are small (256 KiB); while the first stage is busy they are gathered and
+    handed over joined, up to `batch` bytes: each hand-off wakes a thread that must win the
+    GIL back, so fewer, bigger chunks keep both cores on hashing and inflating."""
     loop = asyncio.get_running_loop()
     pipeline = StagePipeline(stages)
     total = 0
+    pending: list[bytes] = []
+    held = 0
     put: asyncio.Future[None] | None = None
     try:
         async for chunk in source:
-            if not pipeline.try_put(chunk):
-                put = loop.run_in_executor(None, pipeline.put, chunk)
-                await put
-                put = None
+            pending.append(chunk)
+            held += len(chunk)
             total += len(chunk)
             if on_progress is not None:
                 on_progress(total)
+            if held < batch and not pipeline.has_room():
+                continue  # the stage is busy: keep gathering
+            data = b"".join(pending) if len(pending) > 1 else pending[0]
+            pending, held = [], 0
+            if not pipeline.try_put(data):
+                put = loop.run_in_executor(None, pipeline.put, data)
+                await put
+                put = None
+        if pending:
+            data = b"".join(pending)
+            pending = []
+            if not pipeline.try_put(data):
+                put = loop.run_in_executor(None, pipeline.put, data)
+                await put
+                put = None
     except BaseException:
         pipeline.abandon()  # the threads only drain from now on, and end
         await asyncio.shield(_settle(pipeline, put))

@@ -32,7 +32,7 @@ from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import LayerRecord
 from dockerremote.transfer.ingest import LayerIngest, pump_stages
 from dockerremote.transfer.progress import ByteMeter, Event, Kind
-from dockerremote.transfer.scheduler import Handle, Scheduler
+from dockerremote.transfer.scheduler import Handle, Scheduler, release_slot
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ class Puller:
         try:
             source = repo.blob(desc.digest, desc.size or None, on_retry)
             await pump_stages(_counted(source, meter, desc), ingest.stages())
+            release_slot()  # hashed and inflated: the next download starts while this one syncs
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
             if ingest.digest != desc.digest:

@@ -12,12 +12,37 @@ next join retries.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import AsyncIterator, Awaitable, Callable, Generic, TypeVar
 
 from dockerremote.transfer.progress import Broadcast, Event, Kind
 
 T = TypeVar("T")
 Start = Callable[[Callable[[Event], None]], Awaitable[T]]
+
+# The slot of the transfer running in the current task (set by Scheduler._run).
+_slot: contextvars.ContextVar["_Slot | None"] = contextvars.ContextVar("transfer_slot", default=None)
+
+
+class _Slot:
+    """One of the scheduler's `limit` places, given back once (early, or when the transfer ends)."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self._sem = sem
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._sem.release()
+
+
+def release_slot() -> None:
+    """Called from inside a transfer whose CPU-heavy part is over: the next queued transfer
+    starts while this one waits on the disk (fsync, rename, commit)."""
+    slot = _slot.get()
+    if slot is not None:
+        slot.release()
 
 
 class _Transfer(Generic[T]):
@@ -97,9 +122,14 @@ class Scheduler(Generic[T]):
         try:
             if self._slots.locked():
                 transfer.broadcast.publish(Event(Kind.WAITING, id_))
-            async with self._slots:
+            await self._slots.acquire()
+            slot = _Slot(self._slots)
+            _slot.set(slot)  # this task's own context: only this transfer sees it
+            try:
                 self.started += 1
                 return await start(transfer.broadcast.publish)
+            finally:
+                slot.release()
         finally:
             transfer.broadcast.close()
 
