@@ -22,6 +22,10 @@ from dockerremote.store.content import ContentStore
 from dockerremote.store.index import LayerRecord
 
 CHUNK = 1 << 20
+# Compressed bytes go to the inflater in slices this big (views, no copy): their output
+# mostly fits in one OUT_CHUNK, so the decompressor never copies an unconsumed tail.
+# Measured on 98 MiB of gzip: 2 MiB inputs 0.51-0.56 s of CPU, 256 KiB slices 0.29-0.36 s.
+INFLATE_IN = 256 << 10
 
 # A thread returning from hashlib/isal (GIL released) waits for the GIL up to the switch
 # interval while the event loop runs Python: at 5 ms per 1 MiB chunk that wait costs more
@@ -29,6 +33,25 @@ CHUNK = 1 << 20
 _SWITCH = float(os.environ.get("DOCKERREMOTE_SWITCH_INTERVAL", "0.0005"))
 if _SWITCH > 0:
     sys.setswitchinterval(_SWITCH)
+
+
+def _keep_freed_memory() -> None:
+    """glibc serves 1 MiB buffers with mmap and unmaps them when freed, so every chunk of a
+    layer page-faults fresh memory (and the unmaps stall the other threads). Serving them
+    from the heap and keeping up to 64 MiB freed there lets the next chunk reuse the pages."""
+    if os.environ.get("DOCKERREMOTE_MALLOPT", "1") == "0":
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 8 << 20)   # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: only slower
+
+
+_keep_freed_memory()
 
 
 class LayerIngest:
@@ -85,13 +108,29 @@ class LayerIngest:
             self._writer.sync()
         forward(data)
 
-    def _stage_inflate(self, data: bytes, forward: Callable[[bytes], None]) -> None:
-        self._route = forward
+    def _stage_inflate(self, data: bytes, forward: Callable[[Any], None]) -> None:
+        # inflated pieces go on in lists of about CHUNK bytes: fewer hand-offs to the hasher
+        out: list[bytes] = []
+        held = 0
+
+        def collect(piece: bytes) -> None:
+            nonlocal out, held
+            out.append(piece)
+            held += len(piece)
+            if held >= CHUNK:
+                forward(out)
+                out, held = [], 0
+
+        self._route = collect
         if self._data_error is None:
             self._guard(self._decode, data)
+        if out:
+            forward(out)
 
-    def _stage_measure(self, out: bytes, forward: Callable[[bytes], None]) -> None:
-        if self._data_error is None:
+    def _stage_measure(self, pieces: Any, forward: Callable[[bytes], None]) -> None:
+        for out in pieces:
+            if self._data_error is not None:
+                return
             self._guard(self._uncompressed, out)
 
     def _guard(self, fn: Callable[[bytes], None], data: bytes) -> None:
@@ -107,7 +146,12 @@ class LayerIngest:
 
     def _decode(self, data: bytes) -> None:
         try:
-            self._inflater.feed(data)
+            if len(data) <= INFLATE_IN:
+                self._inflater.feed(data)
+            else:  # see INFLATE_IN
+                view = memoryview(data)
+                for i in range(0, len(data), INFLATE_IN):
+                    self._inflater.feed(view[i:i + INFLATE_IN])
         except compression.DecompressError as exc:
             raise InvalidArgument(f"invalid layer data: {exc}") from exc
 
