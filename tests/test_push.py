@@ -242,6 +242,24 @@ def test_a_loaded_image_with_many_layers_waits_for_upload_slots(daemon: Engine, 
     assert info["Id"] == image_id and info["RootFS"]["Layers"] == [sha(t) for t in tars]
 
 
+def test_a_big_new_gzip_copy_is_uploaded_in_pieces_while_it_is_made(daemon: Engine,
+                                                                    registry: Registry) -> None:  # noqa: F811
+    """An incompressible 20 MiB layer: its gzip copy (~20 MiB) goes up in several PATCHes of one
+    upload, sent as the copy grows; the result is the image, byte for byte."""
+    tar = make_layer(5, 20 << 20, binary_fraction=1.0)
+    name = f"{registry.host}/big/app"
+    image_id = import_tar(daemon, f"{name}:1", tar)
+    n = len(registry.accesses())
+    r = push(daemon, name, "1")
+    assert statuses(r)[-1][1].startswith("1: digest: sha256:"), r.body
+    manifest = check_in_registry(registry, "big/app", "1", r.lines()[-1]["aux"]["Digest"], image_id, [sha(tar)])
+    assert manifest["layers"][0]["size"] > 20 << 20
+    logged = registry.accesses()[n:]
+    patches = [a for a in logged if a.method == "PATCH"]
+    uuids = {a.path.split("/uploads/", 1)[1].split("?")[0] for a in patches}
+    assert len(patches) >= 3 and len(uuids) == 2  # the layer's pieces, and the config in one
+
+
 # -- the CLI and docker-py ----------------------------------------------------------------------
 
 def test_cli_push_and_push_all_tags(daemon: Engine, registry: Registry) -> None:  # noqa: F811
@@ -446,22 +464,37 @@ def test_a_mount_asks_for_the_source_repository_pull_scope(daemon: Engine) -> No
 # -- faults ---------------------------------------------------------------------------------------------
 
 def test_a_dropped_upload_is_retried(daemon: Engine, registry: Registry) -> None:  # noqa: F811
+    tars = [make_layer(40, 600 * KB), make_layer(41, 300 * KB)]
     with FaultProxy(registry.port) as px:
         name = f"{px.host}/flaky/app"
-        tars = [make_layer(40, 600 * KB), make_layer(41, 300 * KB)]
         archive, image_id = save_archive(tars, [f"{name}:1"])
         load(daemon, archive)
+        # the gzip copies are streamed as they are made: a fault there falls back to the copy
         px.cut_upload(100 * KB)               # an upload cut mid-body
         px.respond(503, match="/blobs/uploads/", method="PATCH")  # and one the registry refuses
         r = push(daemon, name, "1")
-        st = statuses(r)
-        assert st[-1][1].startswith("1: digest: sha256:"), r.body
-        assert any(s.startswith("Retrying in ") for _, s in st)
+        assert statuses(r)[-1][1].startswith("1: digest: sha256:"), r.body
         assert not px.pending()
-        cut = [s for s in px.requests("/blobs/uploads/", "PATCH") if s.fault == "cut"]
-        assert len(cut) == 1
-        digest = r.lines()[-1]["aux"]["Digest"]
-        check_in_registry(registry, "flaky/app", "1", digest, image_id, [sha(t) for t in tars])
+        assert len([s for s in px.requests("/blobs/uploads/", "PATCH") if s.fault == "cut"]) == 1
+        check_in_registry(registry, "flaky/app", "1", r.lines()[-1]["aux"]["Digest"], image_id,
+                          [sha(t) for t in tars])
+    # the copies exist now: another registry gets them with the resumable upload
+    other = start_registry()
+    try:
+        with FaultProxy(other.port) as px:
+            name2 = f"{px.host}/flaky/app"
+            daemon.request("POST", f"/v1.41/images/{name}:1/tag?repo={name2}&tag=1")
+            px.cut_upload(100 * KB)
+            px.respond(503, match="/blobs/uploads/", method="PATCH")
+            r = push(daemon, name2, "1")
+            st = statuses(r)
+            assert st[-1][1].startswith("1: digest: sha256:"), r.body
+            assert any(s.startswith("Retrying in ") for _, s in st)
+            assert not px.pending()
+            check_in_registry(other, "flaky/app", "1", r.lines()[-1]["aux"]["Digest"], image_id,
+                              [sha(t) for t in tars])
+    finally:
+        other.stop()
 
 
 # -- events --------------------------------------------------------------------------------------------

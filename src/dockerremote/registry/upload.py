@@ -173,6 +173,33 @@ class Uploads:
                 if location is not None:
                     location, offset = await self._upload_status(ep, location)
 
+    # -- an upload in pieces, for a blob still being made (no retries: the caller falls back)
+
+    async def open_upload(self: "Repository") -> Upload:
+        ep = await self._push_endpoint()
+        async with _push_texts():
+            return Upload(await self._start_upload(ep))
+
+    async def append(self: "Repository", upload: Upload, offset: int, end: int, open_at: OpenAt,
+                     on_progress: OnProgress | None = None) -> Upload:
+        """PATCH bytes offset..end-1 (open_at(offset) must yield exactly those); the next Upload."""
+        ep = await self._push_endpoint()
+        async with _push_texts():
+            try:
+                location, _ = await self._patch(ep, upload.location, offset, end, open_at, on_progress)
+            except _Restart as exc:
+                raise RegistryError(str(exc)) from None
+        return Upload(location)
+
+    async def close_upload(self: "Repository", upload: Upload, digest: str, size: int) -> None:
+        """PUT ?digest=: the registry checks the bytes it got and keeps the blob."""
+        ep = await self._push_endpoint()
+        async with _push_texts():
+            try:
+                await self._finish_upload(ep, upload.location, digest, size)
+            except _Restart as exc:
+                raise RegistryError(str(exc)) from None
+
     async def put_manifest(self: "Repository", tag: str, data: bytes, media_type: str) -> str:
         """PUT the manifest under `tag`; its digest (checked against the registry's)."""
         ep = await self._push_endpoint()

@@ -86,10 +86,12 @@ def tar_chunks(content: ContentStore, layer: LayerRecord, size: int | None = Non
 
 
 def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
-                   on_progress: Callable[[int], None] | None = None) -> tuple[str, int, Any]:
+                   on_written: Callable[[str, int, int], None] | None = None) -> tuple[str, int, Any]:
     """Compress the layer into an uncommitted blob: (digest, size, writer). Blocking (a thread).
 
-    The caller commits the writer (under a lease on the digest) and records the copy.
+    on_written(file path, bytes in it, tar bytes compressed) after each piece, once the piece
+    can be read from that file: a push may stream the blob while it is made. The caller commits the
+    writer (under a lease on the digest) and records the copy.
     """
     writer = content.writer()
     try:
@@ -110,8 +112,9 @@ def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
                     if unsynced >= SYNC_EVERY:
                         unsynced = 0
                         writer.sync()
-                    if on_progress is not None:
-                        on_progress(total)
+                    if on_written is not None:
+                        writer.flush()
+                        on_written(str(writer.path), writer.size, total)
 
             for piece in tar_chunks(content, layer):
                 if held is not None:
@@ -121,6 +124,9 @@ def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
             queue.append(pool.submit(_deflate, held or b"", True))
             drain(0)
         writer.write(struct.pack("<II", crc & 0xFFFFFFFF, total & 0xFFFFFFFF))
+        if on_written is not None:
+            writer.flush()
+            on_written(str(writer.path), writer.size, total)
         return writer.digest, writer.size, writer
     except BaseException:
         writer.abort()

@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -48,6 +49,7 @@ OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 _AS_STORED = {compression.GZIP: DOCKER_LAYER_GZIP, compression.ZSTD: OCI_LAYER_ZSTD}
 MAX_MOUNT_TRIES = 3      # source repositories tried per blob (dockerd: up to 4 for big layers)
 READ = 1 << 20
+SEGMENT = 8 << 20        # a blob being made is sent in PATCHes of about this much
 
 AsyncEmit = Callable[[Event], Awaitable[None]]
 
@@ -158,7 +160,21 @@ class Pusher:
     async def _upload_layer(self, repo: Any, layer: LayerRecord, publish: Callable[[Event], None]) -> Blob:
         """One layer to one repository (runs in the scheduler's task, in an upload slot)."""
         sid = short_id(layer.diff_id)
-        blob = await self._pushable(layer)
+        # progress in bytes of the layer tar against its content size, as dockerd counts
+        meter = ByteMeter(sid, Kind.PUSHING, layer.size, publish)
+
+        def on_retry(failures: int, delay: float, error: Any) -> None:
+            if delay > 0:
+                publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
+
+        blob = self._ready(layer)
+        if blob is None:  # a gzip copy is to be made: upload it while it is being made
+            blob, streamed = await self._copy_and_stream(repo, layer, meter)
+            if streamed:
+                meter.update(layer.tar_size)
+                meter.finish()
+                publish(Event(Kind.PUSHED, sid))
+                return blob
         placed = await self._place(repo, blob.digest)
         if placed is True:
             publish(Event(Kind.LAYER_EXISTS, sid))
@@ -167,14 +183,7 @@ class Pusher:
             publish(Event(Kind.MOUNTED, sid, text=placed))
             return blob
         opened = placed
-        # progress in bytes of the layer tar against its content size, as dockerd counts
-        meter = ByteMeter(sid, Kind.PUSHING, layer.size, publish)
         scale = layer.tar_size / blob.size if blob.size else 0.0
-
-        def on_retry(failures: int, delay: float, error: Any) -> None:
-            if delay > 0:
-                publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
-
         await repo.upload_blob(blob.digest, blob.size, _file_reader(self.store.content.path(blob.digest)),
                                upload=opened, on_progress=lambda sent: meter.update(int(sent * scale)),
                                on_retry=on_retry)
@@ -197,31 +206,79 @@ class Pusher:
                 return got
         return None
 
-    async def _pushable(self, layer: LayerRecord) -> Blob:
-        """The blob sent for a layer: as stored (gzip, zstd) or its gzip copy, made once."""
+    def _ready(self, layer: LayerRecord) -> Blob | None:
+        """The blob sent for a layer if it exists: as stored (gzip, zstd) or its gzip copy."""
         media_type = _AS_STORED.get(layer.compression)
         if media_type is not None:
             return Blob(layer.blob_digest, layer.blob_size, media_type)
         copy = self.store.push_copy(layer.blob_digest)
         if copy is not None:
             return Blob(copy.digest, copy.size, DOCKER_LAYER_GZIP)
+        return None
 
+    async def _copy_and_stream(self, repo: Any, layer: LayerRecord, meter: ByteMeter) -> tuple[Blob, bool]:
+        """Make the layer's gzip copy (single-flight) and upload it in SEGMENT pieces as it grows:
+        the registry's time overlaps the compression. (the copy, True) once the registry has it;
+        (the copy, False) when the streamed upload failed or there was nothing to stream (the
+        copy was made meanwhile): the caller then pushes the stored copy, with retries."""
+        handle = self.copies.join(layer.blob_digest, self._copier(layer))
+        upload: Upload | None = None
+        offset, fd, failed = 0, -1, False
+        try:
+            try:
+                async for ev in handle.watch():
+                    if ev.kind is not Kind.PUSHING or failed:  # waiting for the compressor; given up
+                        continue
+                    if fd < 0:  # held open: the file stays readable once committed (renamed)
+                        try:
+                            fd = os.open(ev.text, os.O_RDONLY)
+                        except FileNotFoundError:  # already committed: nothing to stream
+                            failed = True
+                            continue
+                    if ev.current - offset >= SEGMENT:
+                        try:
+                            upload = upload or await repo.open_upload()
+                            upload = await repo.append(upload, offset, ev.current, _fd_reader(fd, ev.current))
+                            offset = ev.current
+                            meter.update(ev.total)
+                        except DockerRemoteError as exc:
+                            log.info("streamed upload of layer %s: %s", layer.blob_digest, exc.message)
+                            failed = True
+                blob = await handle.result()
+            finally:
+                handle.release()
+            if failed or fd < 0:
+                return blob, False
+            try:
+                upload = upload or await repo.open_upload()
+                if offset < blob.size:
+                    upload = await repo.append(upload, offset, blob.size, _fd_reader(fd, blob.size))
+                await repo.close_upload(upload, blob.digest, blob.size)
+            except DockerRemoteError as exc:
+                log.info("streamed upload of layer %s: %s; pushing the copy", layer.blob_digest, exc.message)
+                return blob, False
+            return blob, True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _copier(self, layer: LayerRecord) -> Callable[[Callable[[Event], None]], Awaitable[Blob]]:
         async def make(publish: Callable[[Event], None]) -> Blob:
+            loop = asyncio.get_running_loop()
+
+            def written(path: str, size: int, tar_done: int) -> None:  # in the compressing thread
+                loop.call_soon_threadsafe(publish, Event(Kind.PUSHING, current=size, total=tar_done, text=path))
+
             # compressing, committing and recording happen in one thread: a push that gives
             # up meanwhile cannot leave half a copy behind, and the copy is kept anyway
-            return await asyncio.to_thread(self._gzip_copy, layer)
+            return await asyncio.to_thread(self._gzip_copy, layer, written)
+        return make
 
-        handle = self.copies.join(layer.blob_digest, make)
-        try:
-            return await handle.result()
-        finally:
-            handle.release()
-
-    def _gzip_copy(self, layer: LayerRecord) -> Blob:
+    def _gzip_copy(self, layer: LayerRecord, on_written: Callable[[str, int, int], None] | None = None) -> Blob:
         copy = self.store.push_copy(layer.blob_digest)  # made by a push that finished meanwhile
         if copy is not None:
             return Blob(copy.digest, copy.size, DOCKER_LAYER_GZIP)
-        digest, size, writer = make_gzip_copy(self.store.content, layer, self.gzip_workers)
+        digest, size, writer = make_gzip_copy(self.store.content, layer, self.gzip_workers, on_written)
         with self.store.lease([digest]):  # not collectable between its commit and its record
             writer.commit(digest, size)
             self.store.add_push_copy(layer.blob_digest, digest, size)
@@ -273,6 +330,21 @@ def _file_reader(path: Path) -> Callable[[int], AsyncIterator[bytes]]:
                     yield data
             finally:
                 f.close()
+        return chunks()
+    return open_at
+
+
+def _fd_reader(fd: int, end: int) -> Callable[[int], AsyncIterator[bytes]]:
+    """open_at(offset) for a file still being written: bytes offset..end-1, never further."""
+    def open_at(offset: int) -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
+            pos = offset
+            while pos < end:
+                data = await asyncio.to_thread(os.pread, fd, min(READ, end - pos), pos)
+                if not data:
+                    raise OSError(f"blob file ends at {pos}, expected {end} bytes")
+                pos += len(data)
+                yield data
         return chunks()
     return open_at
 
