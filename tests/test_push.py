@@ -422,10 +422,17 @@ def test_push_with_credentials(daemon: Engine, kind: str) -> None:
         r = push(daemon, name, "1", _auth(reg.username, reg.password))
         digest = r.lines()[-1]["aux"]["Digest"]
         check_in_registry(reg, "private/app", "1", digest, image_id, [sha(tar)])
+        # pulled back (with the credentials): the same image, by the digest the push announced
+        assert daemon.request("DELETE", f"/v1.41/images/{name}:1?force=1").status == 200
+        r = daemon.request("POST", f"/v1.41/images/create?fromImage={name}&tag=1",
+                           headers=_auth(reg.username, reg.password))
+        assert f"Digest: {digest}".encode() in r.body, r.body
+        assert inspect(daemon, f"{name}:1")["Id"] == image_id
         if kind == "token":
             assert reg.issuer is not None
             granted = [q.scopes for q in reg.issuer.requests if q.account == reg.username]
-            assert granted and all(s == ["repository:private/app:push,pull"] for s in granted)
+            assert ["repository:private/app:push,pull"] in granted  # the push's scope, as dockerd's
+            assert all(s in (["repository:private/app:push,pull"], ["repository:private/app:pull"]) for s in granted)
         # the CLI after `docker login`
         cfg = daemon.workdir / "docker-config"
         cfg.mkdir(exist_ok=True)
