@@ -21,8 +21,9 @@ async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
         await asyncio.sleep(0)
 
 
+@pytest.mark.parametrize("split", [True, False])
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
-def test_stages_give_the_same_record_as_feed(tmp_path: Path, compression: str) -> None:
+def test_stages_give_the_same_record_as_feed(tmp_path: Path, compression: str, split: bool) -> None:
     tar = make_layer(5, 300 << 10)
     blob = compress(tar, compression)
     a, b = ContentStore(tmp_path / "a"), ContentStore(tmp_path / "b")
@@ -32,7 +33,7 @@ def test_stages_give_the_same_record_as_feed(tmp_path: Path, compression: str) -
     expected = plain.finish(sha256(blob), sha256(tar))
 
     staged = LayerIngest(b, True, sha256(blob))
-    total = asyncio.run(pump_stages(chunks(blob), staged.stages()))
+    total = asyncio.run(pump_stages(chunks(blob), staged.stages(split)))
     got = staged.finish(sha256(blob), sha256(tar))
     assert total == len(blob) and got == expected
     assert (b.path(sha256(blob))).read_bytes() == blob

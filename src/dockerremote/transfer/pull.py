@@ -37,6 +37,7 @@ from dockerremote.transfer.scheduler import Handle, Scheduler, release_slot
 log = logging.getLogger(__name__)
 
 MAX_MANIFEST = 4 << 20
+SPLIT_LAYER = 16 << 20  # compressed size from which a layer's ingest runs in three threads
 MAX_CONFIG = 8 << 20
 
 ROOTFS_MISMATCH = "layers from manifest don't match image configuration"
@@ -265,7 +266,8 @@ class Puller:
         ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
         try:
             source = repo.blob(desc.digest, desc.size or None, on_retry)
-            await pump_stages(_counted(source, meter, desc), ingest.stages())
+            stages = ingest.stages(split=not desc.size or desc.size >= SPLIT_LAYER)
+            await pump_stages(_counted(source, meter, desc), stages)
             release_slot()  # hashed and inflated: the next download starts while this one syncs
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
