@@ -11,7 +11,7 @@
 
 Faults are armed per test and consumed in order by the first request they match (`match` is a
 substring of the request path; `method` too when given). It speaks just enough HTTP to find
-message boundaries (Content-Length, chunked, no-body responses), so keep-alive connections work
+message boundaries (Content-Length, chunked bodies both ways, no-body responses), so keep-alive connections work
 and body offsets are counted in body bytes (raw bytes for chunked bodies).
 """
 
@@ -193,6 +193,8 @@ class FaultProxy:
                 n = int(headers.get("content-length", "0") or 0)
                 if n:
                     body = await reader.readexactly(n)
+                elif "chunked" in headers.get("transfer-encoding", "").lower():
+                    body = await _read_chunked(reader)  # kept as sent: forwarded verbatim
                 seen = Seen(method, path, headers)
                 with self._lock:
                     self.seen.append(seen)
@@ -320,6 +322,22 @@ class FaultProxy:
                 return False
             if not await emit(chunk):
                 return False
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked request body, raw (size lines, data, trailers), up to its end."""
+    out = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        out += line
+        size = int(line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while True:  # trailers, up to the empty line
+                t = await reader.readuntil(b"\r\n")
+                out += t
+                if t == b"\r\n":
+                    return bytes(out)
+        out += await reader.readexactly(size + 2)
 
 
 def _parse_request(head: bytes) -> tuple[str, str, dict[str, str]]:

@@ -191,6 +191,32 @@ class Uploads:
                 raise RegistryError(str(exc)) from None
         return Upload(location)
 
+    async def append_stream(self: "Repository", upload: Upload, chunks: AsyncIterator[bytes]) -> tuple[Upload, int]:
+        """PATCH a stream of bytes not all known yet (chunked, as dockerd sends a layer it
+        compresses on the fly): the next Upload and the bytes the registry holds."""
+        ep = await self._push_endpoint()
+        used = False
+
+        def body() -> AsyncIterator[bytes]:
+            nonlocal used
+            if used:  # an auth retry cannot replay a stream: the caller falls back
+                raise RegistryUnavailable("the stream was already sent")
+            used = True
+            return chunks
+
+        async with _push_texts():
+            resp = await self._send(ep, "PATCH", upload.location, {"Content-Type": OCTET},
+                                    retry_status=False, retry_transport=False, body=body)
+            try:
+                if resp.status != 202:
+                    err = await _upload_error(resp)
+                    raise err if isinstance(err, RegistryError) else RegistryError(str(err))
+                nxt = _absolute(resp, resp.headers.get("Location") or upload.location)
+                last = _range_last(resp.headers.get("Range", ""))
+            finally:
+                resp.release()
+        return Upload(nxt), (last + 1 if last else 0) if last is not None else -1
+
     async def close_upload(self: "Repository", upload: Upload, digest: str, size: int) -> None:
         """PUT ?digest=: the registry checks the bytes it got and keeps the blob."""
         ep = await self._push_endpoint()

@@ -86,11 +86,12 @@ def tar_chunks(content: ContentStore, layer: LayerRecord, size: int | None = Non
 
 
 def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
-                   on_written: Callable[[str, int, int], None] | None = None) -> tuple[str, int, Any]:
+                   on_written: Callable[[str, int, int, str], None] | None = None) -> tuple[str, int, Any]:
     """Compress the layer into an uncommitted blob: (digest, size, writer). Blocking (a thread).
 
-    on_written(file path, bytes in it, tar bytes compressed) after each piece, once the piece
-    can be read from that file: a push may stream the blob while it is made. The caller commits the
+    on_written(file path, bytes in it, tar bytes compressed, digest) after each piece, once the
+    piece can be read from that file (digest "" until the last call, which comes before the
+    caller's commit): a push may stream the blob while it is made. The caller commits the
     writer (under a lease on the digest) and records the copy.
     """
     writer = content.writer()
@@ -114,7 +115,7 @@ def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
                         writer.sync()
                     if on_written is not None:
                         writer.flush()
-                        on_written(str(writer.path), writer.size, total)
+                        on_written(str(writer.path), writer.size, total, "")
 
             for piece in tar_chunks(content, layer):
                 if held is not None:
@@ -126,7 +127,7 @@ def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
         writer.write(struct.pack("<II", crc & 0xFFFFFFFF, total & 0xFFFFFFFF))
         if on_written is not None:
             writer.flush()
-            on_written(str(writer.path), writer.size, total)
+            on_written(str(writer.path), writer.size, total, writer.digest)
         return writer.digest, writer.size, writer
     except BaseException:
         writer.abort()

@@ -49,7 +49,6 @@ OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 _AS_STORED = {compression.GZIP: DOCKER_LAYER_GZIP, compression.ZSTD: OCI_LAYER_ZSTD}
 MAX_MOUNT_TRIES = 3      # source repositories tried per blob (dockerd: up to 4 for big layers)
 READ = 1 << 20
-SEGMENT = 8 << 20        # a blob being made is sent in PATCHes of about this much
 
 AsyncEmit = Callable[[Event], Awaitable[None]]
 
@@ -117,8 +116,16 @@ class Pusher:
         layers = self.store.layer_records(image)
         async with _Lease(self.store, [image.id, *image.layers]):
             config = await asyncio.to_thread(self.store.config_bytes, image)
-            blobs = await self._push_layers(repo, layers, emit)
-            await self._push_config(repo, image.id, config)
+            # the config goes up beside the layers (dockerd sends it after them: a few
+            # round trips saved; the registry only needs it before the manifest)
+            config_sent = asyncio.create_task(self._push_config(repo, image.id, config))
+            try:
+                blobs = await self._push_layers(repo, layers, emit)
+                await config_sent
+            finally:
+                if not config_sent.done():
+                    config_sent.cancel()
+                await asyncio.gather(config_sent, return_exceptions=True)
             manifest = manifest_bytes(image.id, len(config), blobs)
             assert ref.tag is not None
             digest = await repo.put_manifest(ref.tag, manifest, DOCKER_MANIFEST)
@@ -217,64 +224,73 @@ class Pusher:
         return None
 
     async def _copy_and_stream(self, repo: Any, layer: LayerRecord, meter: ByteMeter) -> tuple[Blob, bool]:
-        """Make the layer's gzip copy (single-flight) and upload it in SEGMENT pieces as it grows:
-        the registry's time overlaps the compression. (the copy, True) once the registry has it;
-        (the copy, False) when the streamed upload failed or there was nothing to stream (the
-        copy was made meanwhile): the caller then pushes the stored copy, with retries."""
+        """Make the layer's gzip copy (single-flight) and upload it as it is written, in one
+        chunked PATCH, as dockerd streams its compressor's output: the registry's time overlaps
+        the compression. (the copy, True) once the registry has it; (the copy, False) when the
+        streamed upload failed or found nothing to stream (the copy was made meanwhile): the
+        caller then pushes the stored copy, with retries and resumes."""
         handle = self.copies.join(layer.blob_digest, self._copier(layer))
-        upload: Upload | None = None
-        offset, fd, failed = 0, -1, False
-        try:
-            try:
-                async for ev in handle.watch():
-                    if ev.kind is not Kind.PUSHING or failed:  # waiting for the compressor; given up
-                        continue
-                    if fd < 0:  # held open: the file stays readable once committed (renamed)
-                        try:
-                            fd = os.open(ev.text, os.O_RDONLY)
-                        except FileNotFoundError:  # already committed: nothing to stream
-                            failed = True
+        final: list[tuple[str, int]] = []
+        fd = -1
+
+        async def chunks() -> AsyncIterator[bytes]:
+            nonlocal fd
+            sent = 0
+            async for ev in handle.watch():
+                if ev.kind is not Kind.PUSHING:  # waiting for the compressor
+                    continue
+                if fd < 0:  # held open: the file stays readable once committed (renamed)
+                    try:
+                        fd = await asyncio.to_thread(os.open, ev.text, os.O_RDONLY)
+                    except FileNotFoundError:  # committed already: the last piece's event has
+                        if not ev.id:          # its digest, the blob's name (it may be on its way)
                             continue
-                    if ev.current - offset >= SEGMENT:
-                        try:
-                            upload = upload or await repo.open_upload()
-                            upload = await repo.append(upload, offset, ev.current, _fd_reader(fd, ev.current))
-                            offset = ev.current
-                            meter.update(ev.total)
-                        except DockerRemoteError as exc:
-                            log.info("streamed upload of layer %s: %s", layer.blob_digest, exc.message)
-                            failed = True
-                blob = await handle.result()
-            finally:
-                handle.release()
-            if failed or fd < 0:
-                return blob, False
-            try:
-                upload = upload or await repo.open_upload()
-                if offset < blob.size:
-                    upload = await repo.append(upload, offset, blob.size, _fd_reader(fd, blob.size))
-                await repo.close_upload(upload, blob.digest, blob.size)
-            except DockerRemoteError as exc:
-                log.info("streamed upload of layer %s: %s; pushing the copy", layer.blob_digest, exc.message)
-                return blob, False
-            return blob, True
+                        fd = await asyncio.to_thread(os.open, self.store.content.path(ev.id), os.O_RDONLY)
+                async for data in _fd_reader(fd, ev.current)(sent):
+                    sent += len(data)
+                    yield data
+                meter.update(ev.total)
+                if ev.id:  # the last piece, digest known (the copy is being committed meanwhile)
+                    final.append((ev.id, ev.current))
+                    return
+            raise _NothingToStream()
+
+        try:
+            upload = await repo.open_upload()
+            upload, held = await repo.append_stream(upload, chunks())
+            if not final or held not in (-1, final[0][1]):
+                raise _NothingToStream()
+            digest, size = final[0]
+            await repo.close_upload(upload, digest, size)
+            streamed = True
+        except (DockerRemoteError, OSError, _NothingToStream) as exc:
+            log.info("streamed upload of layer %s: %s; pushing the copy", layer.blob_digest, exc)
+            streamed = False
         finally:
             if fd >= 0:
                 os.close(fd)
+        if streamed:  # the copy's commit and record go on: let the scheduler keep it till then
+            asyncio.get_running_loop().create_task(_release_when_done(handle))
+            return Blob(digest, size, DOCKER_LAYER_GZIP), True
+        try:
+            return await handle.result(), False
+        finally:
+            handle.release()
 
     def _copier(self, layer: LayerRecord) -> Callable[[Callable[[Event], None]], Awaitable[Blob]]:
         async def make(publish: Callable[[Event], None]) -> Blob:
             loop = asyncio.get_running_loop()
 
-            def written(path: str, size: int, tar_done: int) -> None:  # in the compressing thread
-                loop.call_soon_threadsafe(publish, Event(Kind.PUSHING, current=size, total=tar_done, text=path))
+            def written(path: str, size: int, tar_done: int, digest: str) -> None:  # compressing thread
+                loop.call_soon_threadsafe(publish, Event(Kind.PUSHING, digest, size, tar_done, path))
 
             # compressing, committing and recording happen in one thread: a push that gives
             # up meanwhile cannot leave half a copy behind, and the copy is kept anyway
             return await asyncio.to_thread(self._gzip_copy, layer, written)
         return make
 
-    def _gzip_copy(self, layer: LayerRecord, on_written: Callable[[str, int, int], None] | None = None) -> Blob:
+    def _gzip_copy(self, layer: LayerRecord, on_written: Callable[[str, int, int, str], None] | None = None
+                   ) -> Blob:
         copy = self.store.push_copy(layer.blob_digest)  # made by a push that finished meanwhile
         if copy is not None:
             return Blob(copy.digest, copy.size, DOCKER_LAYER_GZIP)
@@ -347,6 +363,20 @@ def _fd_reader(fd: int, end: int) -> Callable[[int], AsyncIterator[bytes]]:
                 yield data
         return chunks()
     return open_at
+
+
+class _NothingToStream(Exception):
+    def __str__(self) -> str:
+        return "nothing (more) to stream"
+
+
+async def _release_when_done(handle: Handle[Blob]) -> None:
+    try:
+        await handle.result()
+    except BaseException:  # noqa: BLE001 - the copy failed after the registry got its bytes
+        pass
+    finally:
+        handle.release()
 
 
 async def _bytes_reader(data: bytes) -> AsyncIterator[bytes]:
