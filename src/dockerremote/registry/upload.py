@@ -180,17 +180,6 @@ class Uploads:
         async with _push_texts():
             return Upload(await self._start_upload(ep))
 
-    async def append(self: "Repository", upload: Upload, offset: int, end: int, open_at: OpenAt,
-                     on_progress: OnProgress | None = None) -> Upload:
-        """PATCH bytes offset..end-1 (open_at(offset) must yield exactly those); the next Upload."""
-        ep = await self._push_endpoint()
-        async with _push_texts():
-            try:
-                location, _ = await self._patch(ep, upload.location, offset, end, open_at, on_progress)
-            except _Restart as exc:
-                raise RegistryError(str(exc)) from None
-        return Upload(location)
-
     async def append_stream(self: "Repository", upload: Upload, chunks: AsyncIterator[bytes]) -> tuple[Upload, int]:
         """PATCH a stream of bytes not all known yet (chunked, as dockerd sends a layer it
         compresses on the fly): the next Upload and the bytes the registry holds."""
