@@ -116,9 +116,9 @@ class LayerIngest:
     def _stage_store(self, data: bytes, forward: Callable[[bytes], None]) -> None:
         self._writer.write(data)
         self._unsynced += len(data)
-        if self._unsynced >= SYNC_EVERY:  # keep commit's fsync short: flush while inflating
+        if self._unsynced >= SYNC_EVERY:  # keep commit's fsync short: write back while inflating
             self._unsynced = 0
-            self._writer.sync()
+            self._writer.start_sync()  # without waiting: a stalled disk must not stall inflating
         forward(data)
 
     def _stage_inflate(self, data: bytes, forward: Callable[[Any], None]) -> None:
@@ -210,7 +210,7 @@ class LayerIngest:
 
 
 Stage = Callable[[bytes, Callable[[bytes], None]], None]
-SYNC_EVERY = 16 << 20
+SYNC_EVERY = 8 << 20
 _END = object()
 
 

@@ -179,26 +179,35 @@ class Puller:
         held.append(config_handle)
         records: list[LayerRecord | None] = [None] * len(m.layers)
         handles: dict[str, Handle[LayerRecord]] = {}
+        # Layers start downloading while the config is on its way (as dockerd does): each
+        # download needs its DiffID only to verify it at the end.
+        diff_ids: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         try:
-            config = await config_handle.result()
-        except DockerRemoteError as exc:
-            text = exc.message
-            if isinstance(exc, DigestMismatch):
-                text = f"image config verification failed for digest {m.config.digest}"
-            raise PullError(f"error pulling image configuration: {text}") from exc
-        summary = _summary(config)
-        if len(summary.diff_ids) != len(m.layers):
-            raise PullError(ROOTFS_MISMATCH)
-        for i, desc in enumerate(m.layers):
-            stored = self._stored_layer(desc.digest)
-            if stored is not None:
-                records[i] = stored
-                await emit(Event(Kind.EXISTS, short_id(desc.digest)))
-            elif desc.digest not in handles:
-                await emit(Event(Kind.QUEUED, short_id(desc.digest)))
-                handles[desc.digest] = self.scheduler.join(
-                    desc.digest, self._downloader(repo, desc, summary.diff_ids[i]), short_id(desc.digest))
-                held.append(handles[desc.digest])
+            for i, desc in enumerate(m.layers):
+                stored = self._stored_layer(desc.digest)
+                if stored is not None:
+                    records[i] = stored
+                    await emit(Event(Kind.EXISTS, short_id(desc.digest)))
+                elif desc.digest not in handles:
+                    await emit(Event(Kind.QUEUED, short_id(desc.digest)))
+                    handles[desc.digest] = self.scheduler.join(
+                        desc.digest, self._downloader(repo, desc, diff_ids, i), short_id(desc.digest))
+                    held.append(handles[desc.digest])
+            try:
+                config = await config_handle.result()
+            except DockerRemoteError as exc:
+                text = exc.message
+                if isinstance(exc, DigestMismatch):
+                    text = f"image config verification failed for digest {m.config.digest}"
+                raise PullError(f"error pulling image configuration: {text}") from exc
+            summary = _summary(config)
+            if len(summary.diff_ids) != len(m.layers):
+                raise PullError(ROOTFS_MISMATCH)
+            diff_ids.set_result(summary.diff_ids)
+        finally:
+            if not diff_ids.done():  # a download shared with another pull must not wait forever
+                diff_ids.set_exception(PullError("error pulling image configuration"))
+                diff_ids.exception()  # retrieved: no "never retrieved" warning
         await self._run_layers(m, records, handles, emit)
         done = [r for r in records if r is not None]
         if [r.diff_id for r in done] != summary.diff_ids:
@@ -243,14 +252,14 @@ class Puller:
             return rec
         return None
 
-    def _downloader(self, repo: Repository, desc: mf.Descriptor, diff_id: str
-                    ) -> Callable[[Callable[[Event], None]], Awaitable[LayerRecord]]:
+    def _downloader(self, repo: Repository, desc: mf.Descriptor, diff_ids: "asyncio.Future[list[str]]",
+                    i: int) -> Callable[[Callable[[Event], None]], Awaitable[LayerRecord]]:
         async def start(publish: Callable[[Event], None]) -> LayerRecord:
-            return await self._download(repo, desc, diff_id, publish)
+            return await self._download(repo, desc, diff_ids, i, publish)
         return start
 
-    async def _download(self, repo: Repository, desc: mf.Descriptor, diff_id: str,
-                        publish: Callable[[Event], None]) -> LayerRecord:
+    async def _download(self, repo: Repository, desc: mf.Descriptor, diff_ids: "asyncio.Future[list[str]]",
+                        i: int, publish: Callable[[Event], None]) -> LayerRecord:
         """Stream one blob into the store, verified; runs in the scheduler's task."""
         sid = short_id(desc.digest)
         stored = self._stored_layer(desc.digest)  # committed by a pull that finished meanwhile
@@ -273,6 +282,7 @@ class Puller:
             publish(Event(Kind.VERIFYING, sid))
             if ingest.digest != desc.digest:
                 raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
+            diff_id = (await asyncio.shield(diff_ids))[i]
             try:
                 record = await asyncio.to_thread(ingest.finish, desc.digest, diff_id)
             except DigestMismatch as exc:
