@@ -75,8 +75,11 @@ class BlobWriter:
         self._f.flush()
         os.fdatasync(self._f.fileno())
 
-    def commit(self, expected_digest: str | None = None, expected_size: int | None = None) -> str:
-        """Verify and publish the blob; return its digest. Raises DigestMismatch."""
+    def commit(self, expected_digest: str | None = None, expected_size: int | None = None,
+               sync_dir: bool = True) -> str:
+        """Verify and publish the blob; return its digest. Raises DigestMismatch.
+        With sync_dir=False the caller fsyncs the folder itself (ContentStore.fsync_dir) before
+        anything durable refers to the blob: one folder fsync for many blobs."""
         digest = self.digest
         try:
             if expected_size is not None and expected_size != self.size:
@@ -91,7 +94,8 @@ class BlobWriter:
                 self.path.unlink()
             else:
                 os.rename(self.path, target)
-                self._store.fsync_dir()
+                if sync_dir:
+                    self._store.fsync_dir()
             self._done = True
             return digest
         finally:

@@ -177,7 +177,8 @@ class LayerIngest:
             except TarError as exc:
                 raise InvalidArgument(str(exc)) from exc
 
-    def finish(self, expected_digest: str | None = None, expected_diff_id: str | None = None) -> LayerRecord:
+    def finish(self, expected_digest: str | None = None, expected_diff_id: str | None = None,
+               sync_dir: bool = True) -> LayerRecord:
         expected_digest = expected_digest or self._expected_digest
         self._route = self._uncompressed  # a pipeline, if any, is drained by now
         try:
@@ -199,7 +200,7 @@ class LayerIngest:
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise DigestMismatch(f"layer DiffID mismatch: expected {expected_diff_id}, got {diff_id}")
             size = self._writer.size
-            digest = self._writer.commit(expected_digest)
+            digest = self._writer.commit(expected_digest, sync_dir=sync_dir)
             return LayerRecord(digest, diff_id, self._inflater.kind or compression.NONE,
                                self._meter.size if self._meter else 0, size, self.uncompressed_size)
         finally:

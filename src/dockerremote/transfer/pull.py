@@ -209,6 +209,8 @@ class Puller:
                 diff_ids.set_exception(PullError("error pulling image configuration"))
                 diff_ids.exception()  # retrieved: no "never retrieved" warning
         await self._run_layers(m, records, handles, emit)
+        # the renames of this image's blobs (by us or by a pull we joined) made durable at once
+        await asyncio.to_thread(self.store.content.fsync_dir)
         done = [r for r in records if r is not None]
         if [r.diff_id for r in done] != summary.diff_ids:
             raise PullError(ROOTFS_MISMATCH)
@@ -284,7 +286,8 @@ class Puller:
                 raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
             diff_id = (await asyncio.shield(diff_ids))[i]
             try:
-                record = await asyncio.to_thread(ingest.finish, desc.digest, diff_id)
+                # the blob folder is fsynced once per image, before the image refers to it
+                record = await asyncio.to_thread(ingest.finish, desc.digest, diff_id, False)
             except DigestMismatch as exc:
                 raise PullError(ROOTFS_MISMATCH) from exc
             except DockerRemoteError as exc:
