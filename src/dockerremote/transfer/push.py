@@ -83,6 +83,7 @@ class Pusher:
         # one gzip copy at a time: each already keeps every core busy
         self.copies: Scheduler[Blob] = Scheduler(1)
         self.gzip_workers = gzip_workers
+        self._background: set[asyncio.Task[None]] = set()
 
     async def push(self, req: PushRequest, emit: AsyncEmit) -> list[tuple[str, str]]:
         """Push the tag (or every tag) of req.ref; the (tag, manifest digest) pairs pushed."""
@@ -255,27 +256,29 @@ class Pusher:
                     return
             raise _NothingToStream()
 
+        kept = False
         try:
-            upload = await repo.open_upload()
-            upload, held = await repo.append_stream(upload, chunks())
-            if not final or held not in (-1, final[0][1]):
-                raise _NothingToStream()
-            digest, size = final[0]
-            await repo.close_upload(upload, digest, size)
-            streamed = True
-        except (DockerRemoteError, OSError, _NothingToStream) as exc:
-            log.info("streamed upload of layer %s: %s; pushing the copy", layer.blob_digest, exc)
-            streamed = False
+            try:
+                upload = await repo.open_upload()
+                upload, held = await repo.append_stream(upload, chunks())
+                if not final or held not in (-1, final[0][1]):
+                    raise _NothingToStream()
+                digest, size = final[0]
+                await repo.close_upload(upload, digest, size)
+            except (DockerRemoteError, OSError, _NothingToStream) as exc:
+                log.info("streamed upload of layer %s: %s; pushing the copy", layer.blob_digest, exc)
+                return await handle.result(), False
+            # the copy's commit and record go on: the scheduler keeps the copy joinable till then
+            task = asyncio.get_running_loop().create_task(_release_when_done(handle))
+            self._background.add(task)  # referenced until done (asyncio keeps weak references)
+            task.add_done_callback(self._background.discard)
+            kept = True
+            return Blob(digest, size, DOCKER_LAYER_GZIP), True
         finally:
             if fd >= 0:
                 os.close(fd)
-        if streamed:  # the copy's commit and record go on: let the scheduler keep it till then
-            asyncio.get_running_loop().create_task(_release_when_done(handle))
-            return Blob(digest, size, DOCKER_LAYER_GZIP), True
-        try:
-            return await handle.result(), False
-        finally:
-            handle.release()
+            if not kept:
+                handle.release()
 
     def _copier(self, layer: LayerRecord) -> Callable[[Callable[[Event], None]], Awaitable[Blob]]:
         async def make(publish: Callable[[Event], None]) -> Blob:
