@@ -38,7 +38,7 @@ if _SWITCH > 0:
 def _keep_freed_memory() -> None:
     """glibc serves 1 MiB buffers with mmap and unmaps them when freed, so every chunk of a
     layer page-faults fresh memory (and the unmaps stall the other threads). Serving them
-    from the heap and keeping up to 64 MiB freed there lets the next chunk reuse the pages.
+    from the heap and keeping up to 16 MiB freed there lets the next chunk reuse the pages.
     Measured (daemon CPU per pull): 256 MiB layer 1.07 -> 0.99 s, 20 layers 0.91 -> 0.86 s,
     RSS rise unchanged. DOCKERREMOTE_MALLOPT=0 turns it off."""
     if os.environ.get("DOCKERREMOTE_MALLOPT", "1") == "0":
@@ -48,7 +48,7 @@ def _keep_freed_memory() -> None:
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 8 << 20)   # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
         libc.mallopt(-8, 2)         # M_ARENA_MAX: few arenas, so a freed buffer is found again
     except (OSError, AttributeError):
         pass  # not glibc: only slower
