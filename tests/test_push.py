@@ -264,6 +264,27 @@ def test_a_new_gzip_copy_is_streamed_while_it_is_made(daemon: Engine, registry: 
     assert stored.stat().st_size == layer["size"]
 
 
+def test_two_concurrent_pushes_send_each_blob_once(daemon: Engine, registry: Registry) -> None:  # noqa: F811
+    """Single flight per (repository, blob): pushes of the same image at once, and of two tags of
+    it, never upload a blob twice; each push ends with its own digest line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tars = [make_layer(70 + i, 200 * KB) for i in range(3)]
+    name = f"{registry.host}/twice/app"
+    archive, _ = save_archive(tars, [f"{name}:1", f"{name}:2"])
+    load(daemon, archive)
+    n = len(registry.accesses())
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda tag: push(daemon, name, tag), ["1", "2", "1"]))
+    digests = set()
+    for r in results:
+        assert r.lines()[-2]["status"].split(": digest: ")[0] in ("1", "2"), r.body
+        digests.add(r.lines()[-1]["aux"]["Digest"])
+    assert len(digests) == 1  # one image: one manifest
+    puts = [a.path.split("digest=")[1] for a in registry.accesses()[n:] if a.method == "PUT" and "digest=" in a.path]
+    assert len(puts) == len(set(puts)) == 4  # three layers and the config, once each
+
+
 # -- the CLI and docker-py ----------------------------------------------------------------------
 
 def test_cli_push_and_push_all_tags(daemon: Engine, registry: Registry) -> None:  # noqa: F811

@@ -82,6 +82,7 @@ class Pusher:
         self.scheduler: Scheduler[Blob] = Scheduler(max_uploads)
         # one gzip copy at a time: each already keeps every core busy
         self.copies: Scheduler[Blob] = Scheduler(1)
+        self.configs: Scheduler[Blob] = Scheduler(64)
         self.gzip_workers = gzip_workers
         self._background: set[asyncio.Task[None]] = set()
 
@@ -119,7 +120,7 @@ class Pusher:
             config = await asyncio.to_thread(self.store.config_bytes, image)
             # the config goes up beside the layers (dockerd sends it after them: a few
             # round trips saved; the registry only needs it before the manifest)
-            config_sent = asyncio.create_task(self._push_config(repo, image.id, config))
+            config_sent = asyncio.create_task(self._push_config_once(repo, image.id, config))
             try:
                 blobs = await self._push_layers(repo, layers, emit)
                 await config_sent
@@ -303,6 +304,18 @@ class Pusher:
             self.store.add_push_copy(layer.blob_digest, digest, size)
         log.info("layer %s: gzip copy %s (%d bytes)", layer.blob_digest, digest, size)
         return Blob(digest, size, DOCKER_LAYER_GZIP)
+
+    async def _push_config_once(self, repo: Any, digest: str, config: bytes) -> None:
+        """Single flight per (repository, config) too, outside the upload slots (as dockerd)."""
+        async def start(publish: Callable[[Event], None]) -> Blob:
+            await self._push_config(repo, digest, config)
+            return Blob(digest, len(config), DOCKER_CONFIG)
+
+        handle = self.configs.join(f"{repo.name.name}@{digest}", start)
+        try:
+            await handle.result()
+        finally:
+            handle.release()
 
     async def _push_config(self, repo: Any, digest: str, config: bytes) -> None:
         placed = await self._place(repo, digest)
