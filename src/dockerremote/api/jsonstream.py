@@ -8,12 +8,15 @@ stream_error_text), so every stream (import, pull, load) is shaped in one place.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import logging
+from typing import Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
 
 from dockerremote.api import versions
+from dockerremote.errors import DockerRemoteError
 
 _STREAM_FIELDS = ("stream", "status", "progressDetail", "progress", "id", "from", "time",
                   "timeNano", "errorDetail", "error", "aux")
@@ -81,3 +84,39 @@ class JsonStream:
         assert self.response is not None
         await self.response.write_eof()
         return self.response
+
+
+async def run_transfer(stream: JsonStream, work: Callable[[Callable[[Any], Awaitable[None]]], Awaitable[None]],
+                       render: Callable[[Any], Iterable[dict[str, Any]]], what: str,
+                       log: logging.Logger) -> web.StreamResponse:
+    """Run a pull or push whose neutral events become stream lines; dockerd's error rule.
+
+    `work(emit)` does the transfer and awaits emit(event) for each event; `render` turns an
+    event into the messages to send. Before the first line an error is a real HTTP error,
+    after it one errorDetail line; a client that hangs up only ends its own stream.
+    """
+    lock = asyncio.Lock()
+
+    async def emit(event: Any) -> None:
+        async with lock:  # layer watchers emit concurrently; lines stay whole and ordered
+            for msg in render(event):
+                await stream.send(msg)
+
+    try:
+        try:
+            await work(emit)
+        except DockerRemoteError as exc:
+            if not stream.started:
+                raise
+            await stream.fail(exc.message)
+        except ConnectionError:
+            raise
+        except Exception as exc:  # a bug of ours mid-stream: say so in the stream, keep the trace
+            if not stream.started:
+                raise
+            log.exception("%s failed", what)
+            await stream.fail(str(exc) or exc.__class__.__name__)
+        return await stream.finish()
+    except ConnectionError:  # the client went away: nobody to tell; shared transfers go on
+        log.info("%s: the client hung up", what)
+        return stream.response or web.Response(status=499)

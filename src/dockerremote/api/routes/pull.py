@@ -11,13 +11,13 @@ import asyncio
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from dockerremote import reference
 from dockerremote.api.app import Ctx, Router
-from dockerremote.api.jsonstream import JsonStream, json_response
+from dockerremote.api.jsonstream import JsonStream, json_response, run_transfer
 from dockerremote.api.progress import bar
 from dockerremote.errors import DockerRemoteError, Forbidden, InvalidArgument, InvalidReference
 from dockerremote.oci import manifest as mf
@@ -127,41 +127,21 @@ async def pull_image(ctx: Ctx) -> web.StreamResponse:
     meta = {k: v for k, v in ctx.request.headers.items() if k.lower().startswith("x-meta-")}
     req = PullRequest(ref=ref, platform=platform, auth=_auth(ctx), raw_name=raw.removesuffix(":"),
                       meta_headers=meta)
-    stream = JsonStream(ctx.request)
-    lock = asyncio.Lock()
 
-    async def emit(event: Event) -> None:
-        async with lock:  # layer watchers emit concurrently; lines stay whole and ordered
-            await stream.send(message(event))
+    async def work(emit: Callable[[Event], Awaitable[None]]) -> None:
+        await puller(ctx).pull(req, emit)
+        await asyncio.to_thread(transfer_event, ctx, "pull", ref)
 
-    try:
-        try:
-            await puller(ctx).pull(req, emit)
-            await asyncio.to_thread(_log_pull, ctx, ref)
-        except DockerRemoteError as exc:
-            if not stream.started:
-                raise
-            await stream.fail(exc.message)
-        except ConnectionError:
-            raise
-        except Exception as exc:  # a bug of ours mid-stream: say so in the stream, keep the trace
-            if not stream.started:
-                raise
-            log.exception("pull of %s failed", ref)
-            await stream.fail(str(exc) or exc.__class__.__name__)
-        return await stream.finish()
-    except ConnectionError:  # the client went away: nobody to tell; shared downloads go on
-        log.info("pull of %s: the client hung up", ref)
-        return stream.response or web.Response(status=499)
+    return await run_transfer(JsonStream(ctx.request), work, lambda e: [message(e)], f"pull of {ref}", log)
 
 
-def _log_pull(ctx: Ctx, ref: Reference) -> None:
-    """dockerd's `pull` event: the reference as asked, the repository, the image's labels."""
+def transfer_event(ctx: Ctx, action: str, ref: Reference) -> None:
+    """dockerd's `pull`/`push` event: the reference as asked, the repository, the image's labels."""
     try:
         labels = ctx.store.resolve(ref.familiar).labels
     except DockerRemoteError:
         labels = None
-    ctx.events.image("pull", ref.familiar, ref.familiar_name, labels)
+    ctx.events.image(action, ref.familiar, ref.familiar_name, labels)
 
 
 # -- GET /distribution/{name}/json ---------------------------------------------------------------

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from dockerremote import reference
+from dockerremote.api import platform_param
 from dockerremote.api.app import Ctx, Router
-from dockerremote.api.jsonstream import JsonStream
+from dockerremote.api.jsonstream import JsonStream, run_transfer
+from dockerremote.api.routes.pull import transfer_event
 from dockerremote.api.progress import bar
-from dockerremote.errors import DockerRemoteError, InvalidArgument, InvalidReference
+from dockerremote.errors import InvalidArgument, InvalidReference
 from dockerremote.reference import Reference
 from dockerremote.transfer.progress import Event, Kind
 from dockerremote.transfer.push import Pusher, PushRequest
@@ -95,44 +97,16 @@ def push_reference(name: str, tag: str) -> Reference:
 async def push_image(ctx: Ctx) -> web.StreamResponse:
     auth = await _auth(ctx)
     ref = push_reference(ctx.params["name"], ctx.query("tag") or "")
+    # 1.46+: a JSON OCI platform; validated (400 as moby) — our images are single-platform
+    platform_param.one(ctx.request.query, "platform", ctx.version, "push_platform")
     meta = {k: v for k, v in ctx.request.headers.items() if k.lower().startswith("x-meta-")}
     req = PushRequest(ref=ref, auth=auth, meta_headers=meta)
-    stream = JsonStream(ctx.request)
-    lock = asyncio.Lock()
 
-    async def emit(event: Event) -> None:
-        async with lock:  # layer watchers emit concurrently; lines stay whole and ordered
-            for msg in messages(event):
-                await stream.send(msg)
+    async def work(emit: Callable[[Event], Awaitable[None]]) -> None:
+        await pusher(ctx).push(req, emit)
+        await asyncio.to_thread(transfer_event, ctx, "push", ref)
 
-    try:
-        try:
-            await pusher(ctx).push(req, emit)
-            await asyncio.to_thread(_log_push, ctx, ref)
-        except DockerRemoteError as exc:
-            if not stream.started:
-                raise
-            await stream.fail(exc.message)
-        except ConnectionError:
-            raise
-        except Exception as exc:  # a bug of ours mid-stream: say so in the stream, keep the trace
-            if not stream.started:
-                raise
-            log.exception("push of %s failed", ref)
-            await stream.fail(str(exc) or exc.__class__.__name__)
-        return await stream.finish()
-    except ConnectionError:  # the client went away: nobody to tell; shared uploads go on
-        log.info("push of %s: the client hung up", ref)
-        return stream.response or web.Response(status=499)
-
-
-def _log_push(ctx: Ctx, ref: Reference) -> None:
-    """dockerd's `push` event: the reference as asked, the repository, the image's labels."""
-    try:
-        labels = ctx.store.resolve(ref.familiar).labels
-    except DockerRemoteError:
-        labels = None
-    ctx.events.image("push", ref.familiar, ref.familiar_name, labels)
+    return await run_transfer(JsonStream(ctx.request), work, messages, f"push of {ref}", log)
 
 
 def register(router: Router) -> None:
