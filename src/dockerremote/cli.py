@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for h in settings.effective_hosts():
             _check_host(h, settings.allow_nonloopback)
+        from dockerremote.tuning import tune_process
+
+        tune_process()
         asyncio.run(_serve(settings))
     except DockerRemoteError as exc:
         print(f"dockerremote: {exc.message}", file=sys.stderr)

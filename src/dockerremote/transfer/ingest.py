@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import queue
-import sys
 import threading
 from typing import Any, AsyncIterator, Callable
 
@@ -26,35 +24,6 @@ CHUNK = 1 << 20
 # mostly fits in one OUT_CHUNK, so the decompressor never copies an unconsumed tail.
 # Measured on 98 MiB of gzip: 2 MiB inputs 0.51-0.56 s of CPU, 256 KiB slices 0.29-0.36 s.
 INFLATE_IN = 256 << 10
-
-# A thread returning from hashlib/isal (GIL released) waits for the GIL up to the switch
-# interval while the event loop runs Python: at 5 ms per 1 MiB chunk that wait costs more
-# than the hashing itself. 0.5 ms keeps the worker threads fed.
-_SWITCH = float(os.environ.get("DOCKERREMOTE_SWITCH_INTERVAL", "0.0005"))
-if _SWITCH > 0:
-    sys.setswitchinterval(_SWITCH)
-
-
-def _keep_freed_memory() -> None:
-    """glibc serves 1 MiB buffers with mmap and unmaps them when freed, so every chunk of a
-    layer page-faults fresh memory (and the unmaps stall the other threads). Serving them
-    from the heap and keeping up to 16 MiB freed there lets the next chunk reuse the pages.
-    Measured (daemon CPU per pull): 256 MiB layer 1.07 -> 0.99 s, 20 layers 0.91 -> 0.86 s,
-    RSS rise unchanged. DOCKERREMOTE_MALLOPT=0 turns it off."""
-    if os.environ.get("DOCKERREMOTE_MALLOPT", "1") == "0":
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 8 << 20)   # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
-        libc.mallopt(-8, 2)         # M_ARENA_MAX: few arenas, so a freed buffer is found again
-    except (OSError, AttributeError):
-        pass  # not glibc: only slower
-
-
-_keep_freed_memory()
 
 
 class LayerIngest:
