@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import inspect
 import json
 import logging
 import re
@@ -36,7 +35,7 @@ from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenE
 from dockerremote.registry.errors import (BlobInvalid, ManifestInvalid, RegistryError, RegistryUnavailable,
                                           Unauthorized, registry_error, transport_text)
 from dockerremote.registry.hosts import DEFAULT_CERTS_DIR, Endpoint, Hosts, tls_context
-from dockerremote.registry.retry import RetryPolicy, parse_retry_after, retryable
+from dockerremote.registry.retry import Attempts, RetryPolicy, parse_retry_after, retryable
 from dockerremote.registry.upload import Uploads
 
 log = logging.getLogger(__name__)
@@ -305,7 +304,7 @@ class Repository(Uploads):
         policy = self.registries.retry
         chunk = self.registries.chunk_size
         offset = 0
-        failures = resumes = 0
+        attempts = Attempts(policy)
         i = 0
         while True:
             ep = endpoints[i]
@@ -370,23 +369,10 @@ class Repository(Uploads):
                 continue
             if not _worth_retrying(err):
                 raise err
-            if progressed:
-                failures, resumes = 0, resumes + 1
-                if resumes > policy.max_resumes:
-                    raise err
-                delay: float | None = 0.0
-            else:
-                failures += 1
-                delay = policy.delay(failures, err.retry_after)
-                if delay is None:
-                    raise err
-            log.info("blob %s: %s; retry %d at offset %d in %.2fs", digest, err.message, failures, offset, delay)
-            if on_retry is not None:
-                r = on_retry(failures, delay, err)
-                if inspect.isawaitable(r):
-                    await r
-            if delay:
-                await asyncio.sleep(delay)
+            delay = attempts.delay_after(err, progressed, err.retry_after)
+            log.info("blob %s: %s; retry %d at offset %d in %.2fs", digest, err.message, attempts.failures,
+                     offset, delay)
+            await attempts.wait(delay, err, on_retry)
 
     async def blob_bytes(self, digest: str, max_size: int) -> bytes:
         """A small blob (a config) in memory, its digest verified."""

@@ -8,10 +8,13 @@ means the registry is alive.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import inspect
 import random
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 507, 508, 509, 520, 521, 522, 523, 524, 598, 599})
 
@@ -35,6 +38,41 @@ class RetryPolicy:
             return max(0.0, retry_after)
         d = min(self.max_delay, self.base_delay * (2 ** max(0, failures - 1)))
         return d * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+@dataclass
+class Attempts:
+    """The retry state of one transfer (a blob download or upload) across its requests."""
+
+    policy: RetryPolicy
+    failures: int = 0
+    resumes: int = 0
+
+    def delay_after(self, err: Exception, progressed: bool, retry_after: float | None) -> float:
+        """Seconds to wait before the next request; raises `err` when it is time to give up.
+
+        A request that moved the transfer forward is a resume (no wait, count reset); one that
+        did not is a failure, waited for with backoff (or Retry-After).
+        """
+        if progressed:
+            self.failures, self.resumes = 0, self.resumes + 1
+            if self.resumes > self.policy.max_resumes:
+                raise err
+            return 0.0
+        self.failures += 1
+        delay = self.policy.delay(self.failures, retry_after)
+        if delay is None:
+            raise err
+        return delay
+
+    async def wait(self, delay: float, err: Exception,
+                   on_retry: Callable[[int, float, Exception], Any] | None) -> None:
+        if on_retry is not None:
+            r = on_retry(self.failures, delay, err)
+            if inspect.isawaitable(r):
+                await r
+        if delay:
+            await asyncio.sleep(delay)
 
 
 def retryable(status: int) -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import logging
 import re
 import urllib.parse
@@ -38,7 +37,7 @@ from yarl import URL
 from dockerremote.registry import auth as _auth
 from dockerremote.registry.errors import RegistryError, RegistryUnavailable, registry_error
 from dockerremote.registry.hosts import Endpoint
-from dockerremote.registry.retry import parse_retry_after, retryable
+from dockerremote.registry.retry import Attempts, parse_retry_after, retryable
 
 if TYPE_CHECKING:
     from dockerremote.registry.client import Repository
@@ -133,7 +132,7 @@ class Uploads:
         policy = self.registries.retry
         location = upload.location if upload else None
         offset = 0
-        failures = resumes = 0
+        attempts = Attempts(policy)
         async with _push_texts():
             while True:
                 moved = 0
@@ -153,23 +152,9 @@ class Uploads:
                     if not _worth_retrying(exc):
                         raise
                     err = exc
-                if moved:
-                    failures, resumes = 0, resumes + 1
-                    if resumes > policy.max_resumes:
-                        raise err
-                    delay: float | None = 0.0
-                else:
-                    failures += 1
-                    delay = policy.delay(failures, err.retry_after)
-                    if delay is None:
-                        raise err
-                log.info("upload of %s: %s; retry %d in %.2fs", digest, err.message, failures, delay)
-                if on_retry is not None:
-                    r = on_retry(failures, delay, err)
-                    if inspect.isawaitable(r):
-                        await r
-                if delay:
-                    await asyncio.sleep(delay)
+                delay = attempts.delay_after(err, moved, err.retry_after)
+                log.info("upload of %s: %s; retry %d in %.2fs", digest, err.message, attempts.failures, delay)
+                await attempts.wait(delay, err, on_retry)
                 if location is not None:
                     location, offset = await self._upload_status(ep, location)
 
