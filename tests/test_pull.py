@@ -152,6 +152,26 @@ def test_repull_is_up_to_date_and_shared_layers_already_exist(daemon: Engine, re
     assert registry.blob_gets(other.layer_digests[0]) == before  # not fetched again
 
 
+def test_a_stored_layer_after_a_missing_one_is_not_already_exists(daemon: Engine, registry: Registry,  # noqa: F811
+                                                                   app: tuple[Pushed, list[bytes]]) -> None:
+    """dockerd says "Already exists" only for the leading run of stored layers; a stored layer
+    after a missing one goes through the download states, but we do not fetch it again."""
+    _, tars = app
+    assert pull(daemon, f"{registry.host}/team/app", "1.2").status == 200
+    other = push_image(registry, "team/later", "1", [make_layer(21, 4 * KB), tars[1]])
+    before = registry.blob_gets(other.layer_digests[1])
+    st = statuses(pull(daemon, f"{registry.host}/team/later", "1"))
+    new, kept = other.layer_digests[0][7:19], other.layer_digests[1][7:19]
+    assert (kept, "Already exists") not in st
+    mine = [status for i, status in st if i == kept]
+    # dockerd 20.10 (seen on the reference): Pulling fs layer, Verifying Checksum, Download complete,
+    # (Extracting), Pull complete; it fetches the blob again, we do not
+    assert mine == ["Pulling fs layer", "Verifying Checksum", "Download complete", "Extracting", "Pull complete"]
+    # extraction in layer order: the new bottom layer completes first
+    assert st.index((new, "Pull complete")) < st.index((kept, "Extracting"))
+    assert registry.blob_gets(other.layer_digests[1]) == before  # not fetched again
+
+
 def test_tag_moves_and_digest_ref_is_kept(daemon: Engine, registry: Registry) -> None:  # noqa: F811
     repo = f"{registry.host}/team/mv"
     first = push_image(registry, "team/mv", "t", [make_layer(11, 4 * KB)])

@@ -182,12 +182,23 @@ class Puller:
         # Layers start downloading while the config is on its way (as dockerd does): each
         # download needs its DiffID only to verify it at the end.
         diff_ids: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        # dockerd says "Already exists" only for the leading run of layers it has; a layer it
+        # has after a missing one goes through the download states (we skip the fetch itself).
+        leading = True
+        replayed: set[int] = set()
         try:
             for i, desc in enumerate(m.layers):
                 stored = self._stored_layer(desc.digest)
-                if stored is not None:
+                if stored is not None and leading:
                     records[i] = stored
                     await emit(Event(Kind.EXISTS, short_id(desc.digest)))
+                    continue
+                leading = False
+                if stored is not None:
+                    records[i] = stored
+                    replayed.add(i)
+                    for kind in (Kind.QUEUED, Kind.VERIFYING, Kind.DOWNLOADED):
+                        await emit(Event(kind, short_id(desc.digest)))
                 elif desc.digest not in handles:
                     await emit(Event(Kind.QUEUED, short_id(desc.digest)))
                     handles[desc.digest] = self.scheduler.join(
@@ -208,7 +219,7 @@ class Puller:
             if not diff_ids.done():  # a download shared with another pull must not wait forever
                 diff_ids.set_exception(PullError("error pulling image configuration"))
                 diff_ids.exception()  # retrieved: no "never retrieved" warning
-        await self._run_layers(m, records, handles, emit)
+        await self._run_layers(m, records, handles, emit, replayed)
         # the renames of this image's blobs (by us or by a pull we joined) made durable at once
         await asyncio.to_thread(self.store.content.fsync_dir)
         done = [r for r in records if r is not None]
@@ -217,21 +228,27 @@ class Puller:
         return config, summary, done
 
     async def _run_layers(self, m: mf.ImageManifest, records: list[LayerRecord | None],
-                          handles: dict[str, Handle[LayerRecord]], emit: AsyncEmit) -> None:
-        """Forward each download's progress; report extraction in layer order, as dockerd."""
+                          handles: dict[str, Handle[LayerRecord]], emit: AsyncEmit,
+                          replayed: set[int]) -> None:
+        """Forward each download's progress; report extraction in layer order, as dockerd.
+
+        `replayed`: layers already stored but not in the leading run; they are reported
+        extracted in their turn like downloaded ones.
+        """
         watchers = {d: asyncio.create_task(self._watch(h, emit)) for d, h in handles.items()}
         pending = set(watchers.values())
         try:
             for i, desc in enumerate(m.layers):
-                if records[i] is not None:
+                if records[i] is not None and i not in replayed:
                     continue
-                task = watchers[desc.digest]
-                while not task.done():  # but fail as soon as any layer fails
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for t in done:
-                        if t.exception() is not None:
-                            raise t.exception()  # type: ignore[misc]
-                records[i] = task.result()
+                if i not in replayed:
+                    task = watchers[desc.digest]
+                    while not task.done():  # but fail as soon as any layer fails
+                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        for t in done:
+                            if t.exception() is not None:
+                                raise t.exception()  # type: ignore[misc]
+                    records[i] = task.result()
                 sid = short_id(desc.digest)
                 total = records[i].blob_size  # type: ignore[union-attr]
                 await emit(Event(Kind.EXTRACTING, sid, total, total))
