@@ -31,6 +31,7 @@ from dockerremote.reference import Reference
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import LayerRecord
 from dockerremote.transfer.ingest import LayerIngest, pump_stages
+from dockerremote.transfer.lease import AsyncLease
 from dockerremote.transfer.progress import ByteMeter, Event, Kind
 from dockerremote.transfer.scheduler import Handle, Scheduler, release_slot
 
@@ -137,7 +138,7 @@ class Puller:
         layers = resolved.manifest.layers
         held: list[Handle[Any]] = []  # transfers kept joinable until our commit: no refetch in between
         try:
-            async with _Lease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
+            async with AsyncLease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
                 config, records, summary = None, None, None
                 if self.store.get(image_id) is None:
                     config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held)
@@ -382,17 +383,6 @@ class Puller:
                 f"platform: wanted {req.platform}, actual: {have}")
 
 
-class _Lease:
-    """store.lease() entered and left in a thread (it takes locks and may collect garbage)."""
-
-    def __init__(self, store: ImageStore, digests: list[str]) -> None:
-        self._cm = store.lease(digests)
-
-    async def __aenter__(self) -> None:
-        await asyncio.to_thread(self._cm.__enter__)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(asyncio.to_thread(self._cm.__exit__, None, None, None))
 
 
 async def _counted(source: AsyncIterator[bytes], meter: ByteMeter, desc: mf.Descriptor) -> AsyncIterator[bytes]:
@@ -420,4 +410,3 @@ def _summary(config: bytes) -> ConfigSummary:
 
 def _parse_stored(name: str) -> Reference:
     return stored_ref(name)
-

@@ -39,6 +39,7 @@ from dockerremote.registry.upload import Upload
 from dockerremote.store.images import ImageStore
 from dockerremote.store.index import LayerRecord
 from dockerremote.transfer.gzip_copy import make_gzip_copy
+from dockerremote.transfer.lease import AsyncLease
 from dockerremote.transfer.progress import ByteMeter, Event, Kind
 from dockerremote.transfer.scheduler import Handle, Scheduler
 
@@ -116,7 +117,7 @@ class Pusher:
         if image is None:  # deleted since we listed the tags
             raise PushError(f"tag does not exist: {ref.familiar}")
         layers = self.store.layer_records(image)
-        async with _Lease(self.store, [image.id, *image.layers]):
+        async with AsyncLease(self.store, [image.id, *image.layers]):
             config = await asyncio.to_thread(self.store.config_bytes, image)
             # the config goes up beside the layers (dockerd sends it after them: a few
             # round trips saved; the registry only needs it before the manifest)
@@ -397,16 +398,3 @@ async def _release_when_done(handle: Handle[Blob]) -> None:
 
 async def _bytes_reader(data: bytes) -> AsyncIterator[bytes]:
     yield data
-
-
-class _Lease:
-    """store.lease() entered and left in a thread (it takes locks and may collect garbage)."""
-
-    def __init__(self, store: ImageStore, digests: list[str]) -> None:
-        self._cm = store.lease(digests)
-
-    async def __aenter__(self) -> None:
-        await asyncio.to_thread(self._cm.__enter__)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.shield(asyncio.to_thread(self._cm.__exit__, None, None, None))
