@@ -123,8 +123,15 @@ class ImageStore:
         return list(self.index.manifests.get(image_id, []))
 
     def set_tag(self, ref: Reference, image_id: str, tag_time: str | None = None) -> str | None:
-        """Point ref at image_id; return the image it moved from, if any."""
-        moved = self.index.set_refs([str(ref)], image_id, tag_time)
+        """Point ref at image_id; return the image it moved from, if any.
+
+        The image may have been deleted since the caller looked it up: that is a 404, as if
+        the delete had come first (the index checks under its lock).
+        """
+        try:
+            moved = self.index.set_refs([str(ref)], image_id, tag_time)
+        except KeyError:
+            raise ImageNotFound(image_id) from None
         return moved.get(str(ref))
 
     # -- look-ups --------------------------------------------------------------------------
