@@ -12,9 +12,8 @@ import json
 import lzma
 import random
 import tarfile
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Iterator
 
@@ -26,6 +25,7 @@ from dockerremote.errors import InvalidArgument
 from dockerremote.transfer.changes import apply_changes
 from dockerremote.transfer.importer import go_json
 from tests.conftest import make_tar
+from tests.support.httpserver import serving
 from tests.support.proc import Engine, start_daemon, stop
 
 EMPTY_SHA = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -375,14 +375,8 @@ class Files(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Files) as url:
+        yield url
 
 
 def test_url_import_stream(engine: Engine, http: str) -> None:

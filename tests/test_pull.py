@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.support.proc import Engine, Response, UnixHTTPConnection
+from tests.support.proc import Engine, Response
 from tests.support.proxy import FaultProxy
 from tests.support.registry import Registry, registry  # noqa: F401  (fixture)
 from tests.support.seed import Pushed, make_layer, push_image, push_index

@@ -15,9 +15,8 @@ says so in GO_NIL below; nothing else is loosened.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterator
 
 import jsonschema
@@ -26,8 +25,9 @@ import pytest
 from dockerremote.api.versions import ApiVersion, parse
 from tests.conftest import make_tar
 from tests.support import swagger
+from tests.support.httpserver import serving
 from tests.support.proc import Engine, Response, start_daemon, stop
-from tests.support.registry import Registry, have_registry, start_registry
+from tests.support.registry import Registry, running_registry
 from tests.support.seed import make_layer, push_image, push_index
 
 VERSIONS = ["1.24", "1.41", "1.43", "1.44", "1.47", "1.48", "1.50", "1.52"]
@@ -138,25 +138,13 @@ class Files(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Files) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def reg() -> Iterator[Registry]:
-    if not have_registry():
-        pytest.skip("docker-registry is not installed")
-    r = start_registry()
-    try:
-        yield r
-    finally:
-        r.stop()
+    yield from running_registry()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ working end to end on one daemon, as a user runs it.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import urllib.request
 from pathlib import Path

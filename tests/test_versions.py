@@ -23,7 +23,7 @@ from dockerremote.api.versions import MAX_VERSION, MIN_VERSION, SWITCHES, ApiVer
 from dockerremote.errors import InvalidArgument
 from tests.conftest import make_tar
 from tests.support.proc import Engine, start_daemon, stop
-from tests.support.registry import Registry, have_registry, start_registry
+from tests.support.registry import Registry, running_registry
 from tests.support.seed import make_layer, push_image, put_manifest, sha256
 
 ZERO = "0001-01-01T00:00:00Z"
@@ -61,13 +61,7 @@ def save_archive(tag: str, config: dict[str, Any], layer: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def reg() -> Iterator[Registry]:
-    if not have_registry():
-        pytest.skip("docker-registry is not installed")
-    r = start_registry()
-    try:
-        yield r
-    finally:
-        r.stop()
+    yield from running_registry()
 
 
 @pytest.fixture(scope="module")

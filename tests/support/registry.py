@@ -562,15 +562,19 @@ except ImportError:  # usable without pytest (bench/)
     pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
+    def running_registry(auth: str | None = None) -> Iterator[Registry]:
+        """A fixture body: a registry for the fixture's scope, or a skip where there is none."""
+        if not have_registry():
+            pytest.skip("docker-registry is not installed")
+        reg = start_registry(auth=auth)
+        try:
+            yield reg
+        finally:
+            reg.stop()
+
     def _fixture(auth: str | None):  # type: ignore[no-untyped-def]
         def fx() -> Iterator[Registry]:
-            if not have_registry():
-                pytest.skip("docker-registry is not installed")
-            reg = start_registry(auth=auth)
-            try:
-                yield reg
-            finally:
-                reg.stop()
+            yield from running_registry(auth)
         return fx
 
     registry = pytest.fixture(name="registry")(_fixture(None))
