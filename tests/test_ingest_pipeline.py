@@ -11,7 +11,7 @@ import pytest
 
 from dockerremote.errors import DigestMismatch
 from dockerremote.store.content import ContentStore
-from dockerremote.transfer.ingest import LayerIngest, StagePipeline, pump_stages
+from dockerremote.transfer.ingest import LayerIngest, pump_stages
 from tests.support.seed import compress, make_layer, sha256
 
 
@@ -63,15 +63,45 @@ def test_pipeline_order_and_first_error() -> None:
             raise ValueError("five")
         seen.append(x[0])
 
-    p = StagePipeline([double, record])
-    for i in range(10):
-        try:
-            p.put(bytes([i]))
-        except ValueError:
-            break
+    async def ten() -> AsyncIterator[bytes]:
+        for i in range(10):
+            yield bytes([i])
+
     with pytest.raises(ValueError, match="five"):
-        p.close()
+        asyncio.run(pump_stages(ten(), [double, record], batch=1))  # batch=1: a hand-off per byte
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_a_busy_stage_holds_the_source_back() -> None:
+    """Back-pressure: while the first stage is busy, at most `batch` bytes wait before it."""
+    gate = threading.Semaphore(0)
+    taken: list[int] = []
+
+    def stage(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+        gate.acquire(timeout=10)
+        taken.append(len(x))
+
+    async def main() -> int:
+        read = 0
+
+        async def source() -> AsyncIterator[bytes]:
+            nonlocal read
+            for _ in range(40):
+                read += 1
+                yield b"x" * 100
+
+        task = asyncio.create_task(pump_stages(source(), [stage], batch=300))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        held_back = read  # the stage finished nothing yet: one chunk in it, a batch queued, one gathering
+        for _ in range(40):
+            gate.release()
+        await task
+        return held_back
+
+    held_back = asyncio.run(main())
+    assert held_back <= 1 + 3 + 3 + 1, held_back  # of 40: bounded by the batch, not the source
+    assert sum(taken) == 4000
 
 
 def test_cancelled_pump_leaves_no_thread_behind() -> None:

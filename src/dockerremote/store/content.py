@@ -11,29 +11,19 @@ import hashlib
 import os
 import secrets
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from dockerremote.errors import DigestMismatch
 from dockerremote.oci.digest import hex_of, is_sha256_digest
 
 
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _find_sync_file_range() -> "Callable[[int, int, int, int], int] | None":
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        fn.restype = ctypes.c_int
-        return fn  # type: ignore[no-any-return]
-    except (OSError, AttributeError):
-        return None
-
-
-_sync_file_range = _find_sync_file_range()
+# Flushes run here, beside the writer: a long blob is made durable piece by piece while it
+# streams in, so commit()'s fsync finds little left. Measured on this VM's disk, 98 MiB
+# streamed in 0.6 s: fsync at commit 0.10-0.13 s after sync_file_range writeback hints
+# (the host's cache flush grows with what was written since the last flush), 2-5 ms after
+# an fdatasync every 8 MiB here. Threads start on first use.
+_FLUSHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="blob-flush")
 
 
 class BlobWriter:
@@ -44,6 +34,7 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self.size = 0
         self._done = False
+        self._flushing: Future[None] | None = None
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
@@ -60,20 +51,19 @@ class BlobWriter:
         self._f.flush()
 
     def start_sync(self) -> None:
-        """Start writing what was written so far to disk without waiting for it, so commit()'s
-        fsync finds little left (sync_file_range; fdatasync where that is missing). Never
-        blocks on other files' dirty pages, unlike fdatasync on a journaling filesystem."""
-        self._f.flush()
-        if _sync_file_range is None:
-            os.fdatasync(self._f.fileno())
+        """Make what was written so far durable in the background, without waiting for it:
+        a stalled disk must not stall the writer. One flush at a time; while one runs,
+        this does nothing (the next call, or commit(), covers the bytes since)."""
+        if self._flushing is not None and not self._flushing.done():
             return
-        _sync_file_range(self._f.fileno(), 0, 0, _SYNC_FILE_RANGE_WRITE)
-
-    def sync(self) -> None:
-        """Push what was written so far to disk, so commit()'s fsync has little left to wait
-        for (a long download calls this now and then from a thread of its own)."""
         self._f.flush()
-        os.fdatasync(self._f.fileno())
+        self._flushing = _FLUSHERS.submit(os.fdatasync, self._f.fileno())
+
+    def _settle_flush(self) -> None:
+        """Wait for a background flush (the file must outlive it); raise its error."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None:
+            flushing.result()
 
     def commit(self, expected_digest: str | None = None, expected_size: int | None = None,
                sync_dir: bool = True) -> str:
@@ -87,6 +77,7 @@ class BlobWriter:
             if expected_digest is not None and expected_digest != digest:
                 raise DigestMismatch(f"digest mismatch: expected {expected_digest}, got {digest}")
             self._f.flush()
+            self._settle_flush()  # an I/O error it saw is reported once: not lost here
             os.fsync(self._f.fileno())
             self._f.close()
             target = self._store.path(digest)
@@ -107,6 +98,10 @@ class BlobWriter:
             return
         self._done = True
         try:
+            try:
+                self._settle_flush()
+            except OSError:
+                pass  # the blob is being thrown away
             self._f.close()
         finally:
             self.path.unlink(missing_ok=True)

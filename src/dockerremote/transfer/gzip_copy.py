@@ -22,7 +22,7 @@ from dockerremote.store.index import LayerRecord
 CHUNK = 4 << 20          # measured: 4 MiB pieces keep both cores busy with the least overhead
 LEVEL = 1                # isal level 1: ~250 MB/s per core on layer-like data, ~40% of the tar
 READ = 1 << 20
-SYNC_EVERY = 8 << 20     # start writeback now and then: commit's fsync stays short
+SYNC_EVERY = 8 << 20     # flush now and then in the background: commit's fsync stays short
 # gzip header: magic, deflate, no flags, mtime 0 (as dockerd writes), no extra flags, OS unknown
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -112,7 +112,7 @@ def make_gzip_copy(content: ContentStore, layer: LayerRecord, workers: int = 2,
                     unsynced += len(out)
                     if unsynced >= SYNC_EVERY:
                         unsynced = 0
-                        writer.start_sync()  # writeback without waiting (nor stalling on others')
+                        writer.start_sync()
                     if on_written is not None:
                         writer.flush()
                         on_written(str(writer.path), writer.size, total, "")
