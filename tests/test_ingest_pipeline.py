@@ -55,13 +55,14 @@ def test_corrupt_bytes_are_a_digest_mismatch_not_a_decompress_error(tmp_path: Pa
 def test_pipeline_order_and_first_error() -> None:
     seen: list[int] = []
 
-    def double(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
-        fwd(x * 2)
+    def double(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+        fwd([x * 2 for x in pieces])
 
-    def record(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
-        if x == b"\x05\x05":
-            raise ValueError("five")
-        seen.append(x[0])
+    def record(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+        for x in pieces:
+            if x == b"\x05\x05":
+                raise ValueError("five")
+            seen.append(x[0])
 
     async def ten() -> AsyncIterator[bytes]:
         for i in range(10):
@@ -77,9 +78,9 @@ def test_a_busy_stage_holds_the_source_back() -> None:
     gate = threading.Semaphore(0)
     taken: list[int] = []
 
-    def stage(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+    def stage(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
         gate.acquire(timeout=10)
-        taken.append(len(x))
+        taken.append(sum(map(len, pieces)))
 
     async def main() -> int:
         read = 0
@@ -108,7 +109,7 @@ def test_cancelled_pump_leaves_no_thread_behind() -> None:
     before = threading.active_count()
     release = threading.Event()
 
-    def slow(x: bytes, fwd) -> None:  # type: ignore[no-untyped-def]
+    def slow(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
         release.wait(10)
 
     async def main() -> None:

@@ -476,7 +476,7 @@ def test_blob_cut_mid_stream_is_resumed_with_range(anon: Seeded, proxy: FaultPro
     before = anon.reg.accesses()
 
     async def main() -> bytes:
-        regs = Registries(retry=FAST, chunk_size=64 << 10)
+        regs = Registries(retry=FAST)
         try:
             return await collect(regs.repository(ref(f"{proxy.host}/team/app"), None), digest, size,
                                  on_retry=lambda *a: retries.append(a))
@@ -497,7 +497,7 @@ def test_blob_cut_many_times_and_before_any_byte(anon: Seeded, proxy: FaultProxy
     proxy.drop_after(50_000, times=3)  # progress each time: resumed at once
 
     async def main() -> bytes:
-        regs = Registries(retry=FAST, chunk_size=16 << 10)
+        regs = Registries(retry=FAST)
         try:
             return await collect(regs.repository(ref(f"{proxy.host}/team/app"), None), digest, size)
         finally:
@@ -513,7 +513,7 @@ def test_blob_from_a_registry_that_ignores_range(anon: Seeded, proxy: FaultProxy
     proxy.ignore_range()  # the resume is answered 200 with the whole blob: its head is skipped
 
     async def main() -> list[bytes]:
-        regs = Registries(retry=FAST, chunk_size=32 << 10)
+        regs = Registries(retry=FAST)
         try:
             repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
             return [c async for c in repo.blob(digest, size)]
@@ -836,7 +836,7 @@ def test_mirror_without_a_blob_hands_over(anon: Seeded) -> None:
         second.drop_after(50_000, times=-1)  # cuts every response, but each one makes progress
 
         async def main() -> None:
-            regs = Registries([first.url, second.url], retry=FAST, chunk_size=16 << 10)
+            regs = Registries([first.url, second.url], retry=FAST)
             try:
                 repo = regs.repository(ref("busybox"), None)
                 assert (await repo.manifest("latest")).digest == hub.manifest_digest

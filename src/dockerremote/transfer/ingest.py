@@ -77,20 +77,23 @@ class LayerIngest:
             return [self._stage_all]
         return [self._stage_store, self._stage_inflate, self._stage_measure]
 
-    def _stage_all(self, data: bytes, forward: Callable[[bytes], None]) -> None:
-        self._stage_store(data, _drop)
-        if self._data_error is None:
-            self._guard(self._decode, data)
+    def _stage_all(self, pieces: list[bytes], forward: Callable[[Any], None]) -> None:
+        self._stage_store(pieces, _drop)
+        for piece in pieces:
+            if self._data_error is not None:
+                return
+            self._guard(self._decode, piece)
 
-    def _stage_store(self, data: bytes, forward: Callable[[bytes], None]) -> None:
-        self._writer.write(data)
-        self._unsynced += len(data)
+    def _stage_store(self, pieces: list[bytes], forward: Callable[[Any], None]) -> None:
+        for piece in pieces:
+            self._writer.write(piece)
+            self._unsynced += len(piece)
         if self._unsynced >= SYNC_EVERY:  # keep commit's fsync short: flush while inflating
             self._unsynced = 0
             self._writer.start_sync()
-        forward(data)
+        forward(pieces)
 
-    def _stage_inflate(self, data: bytes, forward: Callable[[Any], None]) -> None:
+    def _stage_inflate(self, pieces: list[bytes], forward: Callable[[Any], None]) -> None:
         # inflated pieces go on in lists of about CHUNK bytes: fewer hand-offs to the hasher
         out: list[bytes] = []
         held = 0
@@ -104,12 +107,14 @@ class LayerIngest:
                 out, held = [], 0
 
         self._route = collect
-        if self._data_error is None:
-            self._guard(self._decode, data)
+        for piece in pieces:
+            if self._data_error is not None:
+                break
+            self._guard(self._decode, piece)
         if out:
             forward(out)
 
-    def _stage_measure(self, pieces: Any, forward: Callable[[bytes], None]) -> None:
+    def _stage_measure(self, pieces: list[bytes], forward: Callable[[Any], None]) -> None:
         for out in pieces:
             if self._data_error is not None:
                 return
@@ -179,7 +184,9 @@ class LayerIngest:
         self._writer.abort()
 
 
-Stage = Callable[[bytes, Callable[[bytes], None]], None]
+# A stage gets a list of pieces (as the network read them, never joined) and forwards what
+# the next stage needs.
+Stage = Callable[[list[bytes], Callable[[Any], None]], None]
 SYNC_EVERY = 8 << 20
 _END = object()
 
@@ -220,8 +227,8 @@ class StagePipeline:
                 except BaseException as exc:  # noqa: BLE001 - handed to close()
                     self.error = exc
 
-    def try_put(self, data: bytes) -> bool:
-        """Queue a chunk without blocking; False if the first stage is busy."""
+    def try_put(self, data: list[bytes]) -> bool:
+        """Queue pieces without blocking; False if the first stage is busy."""
         if self.error is not None:
             raise self.error
         try:
@@ -284,9 +291,10 @@ async def pump_stages(source: AsyncIterator[bytes], stages: list[Stage],
                       on_progress: Callable[[int], None] | None = None, batch: int = CHUNK) -> int:
     """pump() through a StagePipeline; when this returns, every stage has seen every byte.
 
-    Network pieces are small (256 KiB); while the first stage is busy they are gathered and
-    handed over joined, up to `batch` bytes: each hand-off wakes a thread that must win the
-    GIL back, so fewer, bigger chunks keep both cores on hashing and inflating."""
+    Network pieces are small (up to 256 KiB); while the first stage is busy they are gathered,
+    up to `batch` bytes, and handed over as one list: each hand-off wakes a thread that must
+    win the GIL back, so fewer, bigger hand-offs keep both cores on hashing and inflating.
+    Never joined: a join copies every byte while holding the GIL the stages need."""
     loop = asyncio.get_running_loop()
     pipeline = StagePipeline(stages)
     total = 0
@@ -295,8 +303,7 @@ async def pump_stages(source: AsyncIterator[bytes], stages: list[Stage],
 
     async def hand_over() -> None:
         nonlocal pending, held
-        data = b"".join(pending) if len(pending) > 1 else pending[0]
-        pending, held = [], 0
+        data, pending, held = pending, [], 0
         while not pipeline.try_put(data):
             await pipeline.wait_room()
 

@@ -29,7 +29,6 @@ from dockerremote.transfer.pull import Puller, PullRequest
 log = logging.getLogger(__name__)
 
 _SERVICE = "puller"
-BLOB_CHUNK = 256 << 10  # blob pieces handed to the ingest threads: small keeps memory flat
 
 _PLAIN = {
     Kind.EXISTS: "Already exists", Kind.QUEUED: "Pulling fs layer", Kind.WAITING: "Waiting",
@@ -78,7 +77,7 @@ def puller(ctx: Ctx) -> Puller:
 
         s = ctx.settings
         registries = Registries(list(s.registry_mirrors), list(s.insecure_registries),
-                                s.max_concurrent_downloads, chunk_size=BLOB_CHUNK)
+                                s.max_concurrent_downloads)
         services["registries"] = registries
         services[_SERVICE] = Puller(ctx.store, registries, s.max_concurrent_downloads)
     return services[_SERVICE]
