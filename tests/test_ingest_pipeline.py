@@ -105,12 +105,18 @@ def test_a_busy_stage_holds_the_source_back() -> None:
     assert sum(taken) == 4000
 
 
-def test_cancelled_pump_leaves_no_thread_behind() -> None:
-    before = threading.active_count()
+def test_cancelled_pump_waits_for_its_stages() -> None:
+    """A cancelled pump returns only once its stages are done: no thread goes on working
+    for a transfer that is gone, and what was still queued is dropped, not processed."""
     release = threading.Event()
+    calls: list[int] = []
+    started, returned = threading.Event(), threading.Event()
 
     def slow(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+        calls.append(len(pieces))
+        started.set()
         release.wait(10)
+        returned.set()
 
     async def main() -> None:
         async def endless() -> AsyncIterator[bytes]:
@@ -119,12 +125,12 @@ def test_cancelled_pump_leaves_no_thread_behind() -> None:
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(pump_stages(endless(), [slow, slow]))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
         task.cancel()
-        release.set()
+        asyncio.get_running_loop().call_later(0.05, release.set)  # the stage ends on its own time
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert returned.is_set()  # the pump waited for the stage it had started
 
     asyncio.run(main())
-    assert threading.active_count() == before
+    assert len(calls) <= 2  # the chunk being worked on (and the next stage's); the queue was dropped

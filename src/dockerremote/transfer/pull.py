@@ -294,9 +294,11 @@ class Puller:
 
         ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
         try:
-            source = repo.blob(desc.digest, desc.size or None, on_retry)
             stages = ingest.stages(split=not desc.size or desc.size >= SPLIT_LAYER)
-            await pump_stages(_counted(source, meter, desc), stages)
+            # blob() refuses bytes beyond desc.size itself; closing it early (a failure here)
+            # releases the connection at once
+            async with contextlib.aclosing(repo.blob(desc.digest, desc.size or None, on_retry)) as source:
+                await pump_stages(source, stages, on_progress=meter.update)
             release_slot()  # hashed and inflated: the next download starts while this one syncs
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
@@ -383,18 +385,6 @@ class Puller:
                 f"platform: wanted {req.platform}, actual: {have}")
 
 
-
-
-async def _counted(source: AsyncIterator[bytes], meter: ByteMeter, desc: mf.Descriptor) -> AsyncIterator[bytes]:
-    """Count bytes as they arrive from the network (finer progress than the hashing chunks)."""
-    n = 0
-    async with contextlib.aclosing(source):  # stopping early releases the connection at once
-        async for chunk in source:
-            n += len(chunk)
-            if desc.size and n > desc.size:  # a server sending more than the manifest promised
-                raise DigestMismatch(f"filesystem layer verification failed for digest {desc.digest}")
-            meter.update(n)
-            yield chunk
 
 
 def _summary(config: bytes) -> ConfigSummary:
