@@ -83,6 +83,22 @@ def test_system_df(engine: Engine) -> None:
     assert engine.client().df()["LayersSize"] == 5
 
 
+def test_system_df_type(engine: Engine) -> None:
+    """1.42+: ?type= names the object kinds to compute (moby: the others are nil, JSON null)."""
+    df = engine.request("GET", "/v1.44/system/df?type=image").json()
+    assert (df["LayersSize"], df["Containers"], df["Volumes"]) == (5, None, None)
+    assert df["Images"][0]["RepoTags"] == ["sys:1"]
+    df = engine.request("GET", "/v1.44/system/df?type=container&type=volume").json()
+    assert (df["LayersSize"], df["Images"], df["Containers"], df["Volumes"]) == (0, None, [], [])
+    df = engine.request("GET", "/v1.52/system/df?type=image&verbose=1").json()
+    assert set(df) == {"ImageUsage"} and df["ImageUsage"]["TotalCount"] == 1
+    r = engine.request("GET", "/v1.44/system/df?type=network")
+    assert (r.status, r.json()) == (400, {"message": "unknown object type: network"})
+    assert engine.request("GET", "/v1.41/system/df?type=network").status == 200  # before 1.42: ignored
+    out = engine.docker("system", "df", check=True).stdout.decode()  # the CLI sends no type
+    assert "Images          1" in out
+
+
 @pytest.mark.parametrize("prefix", ["/v1.24", "/v1.41", "/v1.41.0", "/v1.30", "/v1.44", "/v1.52", "/v1.52.0", ""])
 def test_versions_in_range(engine: Engine, prefix: str) -> None:
     r = engine.request("GET", f"{prefix}/images/json")

@@ -218,6 +218,7 @@ PROBES: dict[str, Callable[[dict[str, Any], str], bool]] = {
         w, v, "GET", "/info").json()["RegistryConfig"],
     "info_expected_commits": lambda w, v: "Expected" in at(w, v, "GET", "/info").json()["ContainerdCommit"],
     "info_bridge_nf": lambda w, v: "BridgeNfIptables" in at(w, v, "GET", "/info").json(),
+    "df_type": lambda w, v: at(w, v, "GET", "/system/df?type=image").json()["Containers"] is None,
     "df_usage_objects": lambda w, v: "ImageUsage" in at(w, v, "GET", "/system/df").json(),
 }
 

@@ -69,6 +69,7 @@ SWITCHES: dict[str, Switch] = {
     "info_nondistributable": Switch(until=(1, 47), doc="RegistryConfig.AllowNondistributableArtifacts*"),
     "info_expected_commits": Switch(until=(1, 49), doc="*Commit.Expected in /info"),
     "info_bridge_nf": Switch(until=(1, 50), doc="BridgeNfIptables and BridgeNfIp6tables in /info"),
+    "df_type": Switch(since=(1, 42), doc="/system/df ?type= picks the object kinds computed; the others are null"),
     "df_usage_objects": Switch(since=(1, 52), doc="/system/df has ImageUsage, ContainerUsage, VolumeUsage, "
                                                   "BuildCacheUsage; ?verbose=1 drops the legacy fields"),
 }

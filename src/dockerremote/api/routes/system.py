@@ -13,6 +13,7 @@ from dockerremote import __version__
 from dockerremote.api import shapes, versions
 from dockerremote.api.app import ENGINE_VERSION, Ctx, Router
 from dockerremote.api.jsonstream import json_response
+from dockerremote.errors import InvalidArgument
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "s390x": "s390x",
             "ppc64le": "ppc64le", "riscv64": "riscv64"}
@@ -133,15 +134,36 @@ async def info(ctx: Ctx) -> web.StreamResponse:
     return json_response(out)
 
 
+DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
+def _df_types(ctx: Ctx) -> set[str]:
+    """The object kinds to report: all, unless a 1.42+ client names some with ?type=."""
+    asked = ctx.request.query.getall("type", [])
+    if not asked or not ctx.version.has("df_type"):
+        return set(DF_TYPES)
+    for kind in asked:
+        if kind not in DF_TYPES:
+            raise InvalidArgument(f"unknown object type: {kind}")
+    return set(asked)
+
+
 async def system_df(ctx: Ctx) -> web.StreamResponse:
     store = ctx.store
-    with store.index.lock:
-        items = [shapes.list_item(store, img, ctx.version, with_shared_size=True, containers=0)
-                 for img in shapes.sorted_images(store.index.images.values())]
-        layers_size = sum(lay.size for lay in store.index.layers.values())
+    kinds = _df_types(ctx)
+    items: list | None = None
+    layers_size = 0
+    if "image" in kinds:
+        with store.index.lock:
+            items = [shapes.list_item(store, img, ctx.version, with_shared_size=True, containers=0)
+                     for img in shapes.sorted_images(store.index.images.values())]
+            layers_size = sum(lay.size for lay in store.index.layers.values())
+    # no containers nor volumes here: empty when asked for, null (moby's nil slice) when not
+    containers = [] if "container" in kinds else None
+    volumes = [] if "volume" in kinds else None
     if not ctx.version.has("df_usage_objects"):
-        return json_response({"LayersSize": layers_size, "Images": items, "Containers": [],
-                              "Volumes": [], "BuildCache": None, "BuilderSize": 0})
+        return json_response({"LayersSize": layers_size, "Images": items, "Containers": containers,
+                              "Volumes": volumes, "BuildCache": None, "BuilderSize": 0})
     # 1.52: the usage objects; the legacy fields too unless the client asked for `verbose`
     # (moby keeps both for clients that use the newest version unknowingly, e.g. docker-py).
     verbose = ctx.query_bool("verbose")
@@ -149,13 +171,18 @@ async def system_df(ctx: Ctx) -> web.StreamResponse:
     if not verbose:
         if layers_size:  # omitempty
             out["LayersSize"] = layers_size
-        out.update({"Images": items, "Containers": [], "Volumes": []})
-    image_usage: dict = {"ActiveCount": 0, "Reclaimable": layers_size, "TotalCount": len(items),
-                         "TotalSize": layers_size}
-    if items:  # Items: omitempty
-        image_usage["Items"] = items
+        out.update({"Images": items, "Containers": containers, "Volumes": volumes})
     empty = {"ActiveCount": 0, "Reclaimable": 0, "TotalCount": 0, "TotalSize": 0}
-    out.update({"ImageUsage": image_usage, "ContainerUsage": dict(empty), "VolumeUsage": dict(empty)})
+    if items is not None:
+        image_usage: dict = {"ActiveCount": 0, "Reclaimable": layers_size, "TotalCount": len(items),
+                             "TotalSize": layers_size}
+        if items:  # Items: omitempty
+            image_usage["Items"] = items
+        out["ImageUsage"] = image_usage
+    if containers is not None:
+        out["ContainerUsage"] = dict(empty)
+    if volumes is not None:
+        out["VolumeUsage"] = dict(empty)
     return json_response(out)
 
 
