@@ -54,8 +54,8 @@ def create(e: Engine, body: bytes = ROOTFS, version: str = "", **params: str | l
     return e.request("POST", f"{version}/images/create?{query}", body, {"Content-Type": "application/tar"})
 
 
-def import_ok(e: Engine, body: bytes = ROOTFS, **params: str | list[str]) -> str:
-    r = create(e, body, fromSrc="-", **params)
+def import_ok(e: Engine, body: bytes = ROOTFS, version: str = "", **params: str | list[str]) -> str:
+    r = create(e, body, version, fromSrc="-", **params)
     assert r.status == 200, r.body
     lines = r.lines()
     assert len(lines) == 1 and list(lines[0]) == ["status"], lines
@@ -291,11 +291,20 @@ def test_import_errors_are_http_errors(engine: Engine, params: dict, status: int
     assert blobs(engine) == before
 
 
-@pytest.mark.parametrize("platform", ["linux", "LINUX", "linux/arm64", "amd64", "Linux/ARM64/v8"])
-def test_platform_uses_only_the_os(engine: Engine, platform: str) -> None:
-    image_id = import_ok(engine, platform=platform)
-    info = engine.request("GET", f"/images/{image_id}/json").json()
-    assert (info["Os"], info["Architecture"]) == ("linux", "amd64")
+@pytest.mark.parametrize("platform, arch, variant", [
+    ("linux", "amd64", None), ("LINUX", "amd64", None), ("linux/arm64", "arm64", None), ("amd64", "amd64", None),
+    ("Linux/ARM64/v8", "arm64", None), ("linux/arm/v6", "arm", "v6")])  # arm64/v8 normalizes to no variant
+def test_platform_of_an_import(engine: Engine, platform: str, arch: str, variant: str | None) -> None:
+    """dockerd 20.10 (API 1.41) takes only the OS, the arch is the host's; Moby 23+ takes
+    the platform whole, which clients of 1.42 and later get."""
+    old = import_ok(engine, version="/v1.41", platform=platform)
+    info = engine.request("GET", f"/v1.41/images/{old}/json").json()
+    assert (info["Os"], info["Architecture"], info.get("Variant")) == ("linux", "amd64", None)
+    new = import_ok(engine, platform=platform)
+    info = engine.request("GET", f"/images/{new}/json").json()
+    assert (info["Os"], info["Architecture"], info.get("Variant")) == ("linux", arch, variant)
+    config = json.loads(config_bytes(engine, new))
+    assert (config["architecture"], config.get("variant")) == (arch, variant)
 
 
 def test_platform_ignored_below_1_32(engine: Engine) -> None:

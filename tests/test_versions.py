@@ -175,6 +175,15 @@ def _stream_error(w: dict[str, Any], v: str) -> bool:
     return "error" in last
 
 
+def _import_arch(w: dict[str, Any], v: str) -> bool:
+    """An import asking for arm/v7 (never the host here) records it, or the host's arch."""
+    r = at(w, v, "POST", f"/images/create?fromSrc=-&repo=ver/imparch:{v}&platform=linux/arm/v7",
+           make_tar({"a": b"1"}))
+    assert r.status == 200, r.body
+    got = inspect(w, v, f"ver/imparch:{v}")
+    return (got["Architecture"], got.get("Variant")) == ("arm", "v7")
+
+
 NO_ARCH = enc({"os": "linux"})
 
 PROBES: dict[str, Callable[[dict[str, Any], str], bool]] = {
@@ -198,6 +207,7 @@ PROBES: dict[str, Callable[[dict[str, Any], str], bool]] = {
     and "Env" in inspect(w, v, w["tagged"])["Config"],
     "create_platform": lambda w, v: at(w, v, "POST", "/images/create?fromSrc=-&platform=windows",
                                        make_tar({"w": b"1"})).status == 400,
+    "import_platform_arch": _import_arch,
     # push does not exist yet: its parameter is the shared helper's, read as push would read it
     "push_platform": lambda w, v: _raises(lambda: platform_param.one({"platform": '{"os":"linux"}'}, "platform",
                                                                      ApiVersion(_ver(v)), "push_platform")),

@@ -55,6 +55,8 @@ SWITCHES: dict[str, Switch] = {
                                                       "WorkingDir are shown even when empty"),
     # -- JSON `platform` parameters (JSON OCI platforms) -----------------------------------------
     "create_platform": Switch(since=(1, 32), doc="POST /images/create honours platform (os/arch string)"),
+    "import_platform_arch": Switch(since=(1, 42), doc="an import records the platform's arch and variant, "
+                                                      "not the host's (Moby 23; unversioned there)"),
     "push_platform": Switch(since=(1, 46), doc="push ?platform="),
     "history_platform": Switch(since=(1, 48), doc="history ?platform="),
     "archive_platform": Switch(since=(1, 48), doc="save and load ?platform="),

@@ -25,6 +25,7 @@ class ImportRequest:
     architecture: str
     os: str = "linux"
     ref: Reference | None = None
+    variant: str = ""  # (Moby 23+ imports take the platform's arch and variant)
 
 
 _GO_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -87,6 +88,8 @@ def import_config_bytes(req: ImportRequest, diff_id: str, created: str) -> bytes
     cfg["history"] = [history]
     cfg["os"] = req.os
     cfg["rootfs"] = {"type": "layers", "diff_ids": [diff_id]}
+    if req.variant:
+        cfg["variant"] = req.variant
     return go_json(cfg).encode()
 
 

@@ -40,12 +40,16 @@ def _import_ref(repo: str, tag: str | None) -> reference.Reference | None:
     return ref.tagged_or_latest()
 
 
-def _platform_os(ctx: Ctx) -> str:
-    """The OS of `platform` (20.10 uses only the OS for an import; the arch is the host's)."""
+def _import_platform(ctx: Ctx) -> platform.Platform:
+    """The platform an import records: 20.10 takes only the OS of `platform` (the arch is the
+    host's); Moby 23+ takes it all, which we do for clients of API 1.42 and later."""
     text = ctx.query("platform") or ""
     if not text or not ctx.version.has("create_platform"):
-        return "linux"
-    return platform.parse(text).os
+        return platform.Platform("linux", host_arch(), "")
+    asked = platform.parse(text)
+    if not ctx.version.has("import_platform_arch"):
+        return platform.Platform(asked.os, host_arch(), "")
+    return asked
 
 
 async def _body(ctx: Ctx) -> AsyncIterator[bytes]:
@@ -66,16 +70,16 @@ async def create_image(ctx: Ctx) -> web.StreamResponse:
 
 async def import_(ctx: Ctx) -> web.StreamResponse:
     q = ctx.request.query
-    os_ = _platform_os(ctx)
+    plat = _import_platform(ctx)
     ref = _import_ref(q.get("repo", ""), q.get("tag"))
-    if os_ != "linux":
+    if plat.os != "linux":
         raise InvalidArgument("operating system is not supported")
     config = apply_changes(q.getall("changes", []))
     src = q.get("fromSrc", "")
     if src != "-" and "://" not in src:
         src = "http://" + src
     req = ImportRequest(config=config, message=q.get("message", "") or f"Imported from {src}",
-                        architecture=host_arch(), os=os_, ref=ref)
+                        architecture=plat.architecture, os=plat.os, ref=ref, variant=plat.variant)
     stream = JsonStream(ctx.request)
     try:
         if src == "-":
