@@ -89,11 +89,11 @@ def _common_headers(resp: web.StreamResponse, version: str, experimental: bool =
 
 
 def make_app(store: ImageStore, settings: Settings) -> web.Application:
-    from dockerremote.api.routes import archive, create, events, images, pull, push, search, system
+    from dockerremote.api.routes import archive, auth, create, events, images, pull, push, search, system
 
     bus = EventBus()
     router = Router()
-    for module in (system, events, create, archive, search, push, images, pull):  # archive's /images/get before images/{name}
+    for module in (system, auth, events, create, archive, search, push, images, pull):  # archive's /images/get before images/{name}
         module.register(router)
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:

@@ -119,6 +119,19 @@ def auth_from_body(data: bytes) -> AuthConfig | None:
     """The auth JSON an API client without X-Registry-Auth sends as the body (dockerd 20.10's
     fallback for push): decoded as Go's json.Decoder would; ValueError with Go's text when it
     cannot be (the caller answers 400 `Bad parameters and missing X-Registry-Auth: <text>`)."""
+    doc = _decode_auth_doc(data)
+    return None if doc is None else _from_doc(doc)
+
+
+def login_from_body(data: bytes) -> AuthConfig:
+    """POST /auth's body: every field kept, even with no credential at all (a login with none
+    still succeeds at a registry that asks for none). ValueError with Go's text if unreadable."""
+    doc = _decode_auth_doc(data) or {}
+    values = {k.lower(): v for k, v in doc.items() if isinstance(k, str) and k.lower() in _FIELDS and v is not None}
+    return AuthConfig(**values)
+
+
+def _decode_auth_doc(data: bytes) -> dict | None:
     text = data.decode("utf-8", errors="replace").lstrip(" \t\r\n")
     if not text:
         raise ValueError("EOF")
@@ -138,7 +151,7 @@ def auth_from_body(data: bytes) -> AuthConfig | None:
         if isinstance(k, str) and k.lower() in _FIELDS and v is not None and not isinstance(v, str):
             raise ValueError(f"json: cannot unmarshal {_GO_KINDS.get(type(v), 'object')} into Go struct field "
                              f"AuthConfig.{k} of type string")
-    return _from_doc(doc)
+    return doc
 
 
 # --------------------------------------------------------------------------- challenges
@@ -247,6 +260,16 @@ async def fetch_token(session: aiohttp.ClientSession, challenge: Challenge, scop
                       auth: AuthConfig | None, *, ssl: Any = None, proxy: str | None = None,
                       headers: dict[str, str] | None = None) -> tuple[str, float | None]:
     """(token, expires_in) from the challenge's realm, as docker's token handler asks for it."""
+    doc = await fetch_token_response(session, challenge, scopes, auth, ssl=ssl, proxy=proxy, headers=headers)
+    expires = doc.get("expires_in")
+    return doc["token"], float(expires) if isinstance(expires, (int, float)) and expires > 0 else None
+
+
+async def fetch_token_response(session: aiohttp.ClientSession, challenge: Challenge, scopes: list[str],
+                               auth: AuthConfig | None, *, ssl: Any = None, proxy: str | None = None,
+                               headers: dict[str, str] | None = None, offline: bool = False) -> dict:
+    """The token service's answer, its token under "token". `offline` (a login) asks for a
+    refresh token too, as docker's login does (offline_token=true, client_id=docker)."""
     realm = challenge.params.get("realm", "")
     if not realm.startswith(("http://", "https://")):
         raise TokenError(f"token auth attempt for registry: invalid realm {realm!r}")
@@ -256,6 +279,8 @@ async def fetch_token(session: aiohttp.ClientSession, challenge: Challenge, scop
     if auth is not None and auth.identitytoken:
         form = {"grant_type": "refresh_token", "refresh_token": auth.identitytoken, "service": service,
                 "client_id": "docker", "scope": " ".join(scopes)}
+        if offline:
+            form["access_type"] = "offline"
         method, kwargs = "POST", {"data": form}
         url = realm
     else:
@@ -265,6 +290,8 @@ async def fetch_token(session: aiohttp.ClientSession, challenge: Challenge, scop
         params += [("scope", s) for s in scopes]
         if creds and creds[0]:
             params.append(("account", creds[0]))
+        if offline:
+            params += [("offline_token", "true"), ("client_id", "docker")]
         if creds:
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         method, kwargs = "GET", {"params": params}
@@ -294,5 +321,4 @@ async def fetch_token(session: aiohttp.ClientSession, challenge: Challenge, scop
     token = doc.get("access_token") or doc.get("token")
     if not isinstance(token, str) or not token:
         raise TokenError("authorization server did not include a token in the response")
-    expires = doc.get("expires_in")
-    return token, float(expires) if isinstance(expires, (int, float)) and expires > 0 else None
+    return {**doc, "token": token}

@@ -6,7 +6,8 @@
         ├── NameUnknown            404  repository <name> not found: name unknown: <msg>
         ├── Denied                 404  pull access denied for <name>, repository does not exist ...
         ├── Unauthorized           500  unauthorized: <msg>   (500 as dockerd: a 401 would make
-        │                                the docker CLI prompt for a login)
+        │   │                            the docker CLI prompt for a login)
+        │   └── LoginUnauthorized  401  POST /auth: the token service refused the credentials
         ├── TooManyRequests        500  toomanyrequests: <msg>
         ├── RegistryUnavailable    500  Get "https://host/v2/": dial tcp ...: connection refused
         ├── ManifestInvalid        500  a manifest that contradicts itself or its digest
@@ -51,6 +52,10 @@ class Denied(RegistryError):
 
 class Unauthorized(RegistryError):
     status = 500
+
+
+class LoginUnauthorized(Unauthorized):
+    status = 401
 
 
 class TooManyRequests(RegistryError):
