@@ -16,6 +16,7 @@ from aiohttp import web
 
 from dockerremote import __version__, config
 from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.tls import server_context
 
 log = logging.getLogger("dockerremote")
 
@@ -36,13 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-l", "--log-level", dest="log_level",
                    choices=["debug", "info", "warn", "error", "fatal"])
     s.add_argument("--allow-nonloopback", dest="allow_nonloopback", action="store_true", default=None,
-                   help="listen on a non-loopback TCP address without TLS (insecure)")
+                   help="listen on a non-loopback TCP address without client certificates (insecure)")
+    s.add_argument("--tls", dest="tls", action="store_true", default=None, help="serve TCP hosts over TLS")
+    s.add_argument("--tlsverify", dest="tlsverify", action="store_true", default=None,
+                   help="TLS, and require client certificates signed by --tlscacert (implies --tls)")
+    s.add_argument("--tlscacert", dest="tlscacert", help="trust client certificates signed by this CA")
+    s.add_argument("--tlscert", dest="tlscert", help="the server's TLS certificate")
+    s.add_argument("--tlskey", dest="tlskey", help="the server's TLS key")
     sub.add_parser("version", help="print the version")
     return p
 
 
-def _check_host(host: str, allow_nonloopback: bool) -> tuple[str, str, int | None]:
-    """('unix', path, None) or ('tcp', host, port); refuses what dockerd users would not expect."""
+def _check_host(host: str, allow_nonloopback: bool, tls: bool = False) -> tuple[str, str, int | None]:
+    """('unix', path, None) or ('tcp', host, port); refuses what dockerd users would not expect.
+    A TCP host without a port takes dockerd's: 2376 with TLS, 2375 without."""
     if host.startswith("unix://"):
         path = host[len("unix://"):]
         if not path:
@@ -50,24 +58,36 @@ def _check_host(host: str, allow_nonloopback: bool) -> tuple[str, str, int | Non
         return "unix", path, None
     if host.startswith("tcp://"):
         u = urlsplit(host)
-        if not u.hostname or not u.port:
+        try:
+            port = u.port or (2376 if tls else 2375)
+        except ValueError:
+            port = 0
+        if not u.hostname or not port or u.path not in ("", "/"):
             raise InvalidArgument(f"invalid tcp host (want tcp://HOST:PORT): {host}")
         try:
             loopback = u.hostname == "localhost" or ipaddress.ip_address(u.hostname).is_loopback
         except ValueError:
             loopback = False
         if not loopback and not allow_nonloopback:
-            raise InvalidArgument(
-                f"refusing to listen on {host} without TLS: pass --allow-nonloopback to do it anyway")
-        return "tcp", u.hostname, u.port
+            raise InvalidArgument(f"refusing to listen on {host} without client certificates (--tlsverify): "
+                                  "pass --allow-nonloopback to do it anyway")
+        return "tcp", u.hostname, port
     raise InvalidArgument(f"invalid host: {host} (want unix://PATH or tcp://HOST:PORT)")
+
+
+def _open_ok(settings: config.Settings) -> bool:
+    """A non-loopback TCP host is fine with client certificates required, or when asked for."""
+    return bool(settings.tlsverify or settings.allow_nonloopback)
 
 
 async def _serve(settings: config.Settings) -> None:
     from dockerremote.api.app import make_app
     from dockerremote.store.images import ImageStore
 
-    binds = [_check_host(h, settings.allow_nonloopback) for h in settings.effective_hosts()]
+    binds = [_check_host(h, _open_ok(settings), settings.tls_enabled) for h in settings.effective_hosts()]
+    tls = None
+    if settings.tls_enabled and any(kind == "tcp" for kind, _, _ in binds):
+        tls = server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
     store = await asyncio.to_thread(ImageStore, settings.data_root)
     app = make_app(store, settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -83,9 +103,9 @@ async def _serve(settings: config.Settings) -> None:
                 print(f"dockerremote {__version__} listening on unix://{where} (data root {settings.data_root})",
                       flush=True)
             else:
-                await web.TCPSite(runner, where, port).start()
+                await web.TCPSite(runner, where, port, ssl_context=tls).start()
                 print(f"dockerremote {__version__} listening on tcp://{where}:{port} "
-                      f"(data root {settings.data_root})", flush=True)
+                      f"({'TLS, ' if tls else ''}data root {settings.data_root})", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,12 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         file_values = config.load_file(Path(args.config_file)) if args.config_file else {}
         flags = {k: getattr(args, k) for k in ("data_root", "hosts", "registry_mirrors", "insecure_registries",
                                                 "max_concurrent_downloads", "max_concurrent_uploads",
-                                                "log_level", "allow_nonloopback")}
+                                                "log_level", "allow_nonloopback", "tls", "tlsverify",
+                                                "tlscacert", "tlscert", "tlskey")}
         settings = config.build(file_values, flags)
         level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(settings.log_level, settings.log_level.upper())
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for h in settings.effective_hosts():
-            _check_host(h, settings.allow_nonloopback)
+            _check_host(h, _open_ok(settings), settings.tls_enabled)
+        if settings.tls_enabled:  # a missing or unreadable certificate stops the start, with its name
+            server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
         from dockerremote.tuning import tune_process
 
         tune_process()

@@ -33,6 +33,16 @@ class Settings:
     max_concurrent_uploads: int = 5
     log_level: str = "info"
     allow_nonloopback: bool = False
+    tls: bool = False
+    tlsverify: bool = False
+    tlscacert: str | None = None   # None: dockerd's defaults (tls.cert_dir())
+    tlscert: str | None = None
+    tlskey: str | None = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        """--tlsverify implies --tls, as in dockerd."""
+        return bool(self.tls or self.tlsverify)
 
     def effective_hosts(self) -> list[str]:
         return self.hosts or [default_host()]
@@ -47,6 +57,11 @@ _FILE_KEYS = {
     "max-concurrent-downloads": "max_concurrent_downloads",
     "max-concurrent-uploads": "max_concurrent_uploads",
     "log-level": "log_level",
+    "tls": "tls",
+    "tlsverify": "tlsverify",
+    "tlscacert": "tlscacert",
+    "tlscert": "tlscert",
+    "tlskey": "tlskey",
 }
 
 
