@@ -139,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for h in settings.effective_hosts():
             _check_host(h, _open_ok(settings), settings.tls_enabled)
+        from dockerremote.registry.hosts import parse_insecure, validate_mirror
+
+        for mirror in settings.registry_mirrors:  # refused at start, as dockerd does
+            validate_mirror(mirror)
+        parse_insecure(list(settings.insecure_registries))
         if settings.tls_enabled:  # a missing or unreadable certificate stops the start, with its name
             server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
         from dockerremote.tuning import tune_process

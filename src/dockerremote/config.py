@@ -74,14 +74,51 @@ def load_file(path: Path) -> dict[str, Any]:
         raise InvalidArgument(f"unable to configure the daemon with file {path}: not an object")
     unknown = [k for k in data if k not in _FILE_KEYS]
     if unknown:
-        raise InvalidArgument(f"the following directives don't match any configuration option: {', '.join(unknown)}")
+        raise InvalidArgument(f"unable to configure the daemon with file {path}: the following directives "
+                              f"don't match any configuration option: {', '.join(unknown)}")
+    for key, value in data.items():
+        want = _FILE_TYPES[key]
+        ok = (isinstance(value, list) and all(isinstance(x, str) for x in value) if want == "[]string"
+              else isinstance(value, int) and not isinstance(value, bool) if want == "int"
+              else isinstance(value, bool) if want == "bool" else isinstance(value, str))
+        if not ok:
+            raise InvalidArgument(f"unable to configure the daemon with file {path}: json: cannot unmarshal "
+                                  f"{_json_kind(value)} into Go struct field Config.{key} of type {want}")
     return {_FILE_KEYS[k]: v for k, v in data.items()}
 
 
+_FILE_TYPES = {"hosts": "[]string", "registry-mirrors": "[]string", "insecure-registries": "[]string",
+               "max-concurrent-downloads": "int", "max-concurrent-uploads": "int", "tls": "bool",
+               "tlsverify": "bool", "data-root": "string", "log-level": "string", "tlscacert": "string",
+               "tlscert": "string", "tlskey": "string"}
+
+
+def _json_kind(v: Any) -> str:
+    return {bool: "bool", str: "string", list: "array", dict: "object", type(None): "null"}.get(
+        type(v), "number")
+
+
+def _go_value(v: Any) -> str:
+    """A value as Go's %v prints it in dockerd's conflict message: lists as [a b]."""
+    if isinstance(v, list):
+        return "[" + " ".join(_go_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
 def build(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Settings:
-    """Flags win over the file, as long as they were given (None = not given)."""
+    """The file's values, then the flags that were given (None or [] = not given). A setting
+    both in the file and on the command line is an error, as in dockerd."""
+    given = {k: v for k, v in flag_values.items() if v not in (None, [])}
+    keys = {attr: key for key, attr in _FILE_KEYS.items()}
+    conflicts = [f"{keys[k]}: (from flag: {_go_value(v)}, from file: {_go_value(file_values[k])})"
+                 for k, v in given.items() if k in file_values and k in keys]
+    if conflicts:
+        raise InvalidArgument("the following directives are specified both as a flag and in the "
+                              f"configuration file: {', '.join(conflicts)}")
     s = Settings()
-    for source in (file_values, {k: v for k, v in flag_values.items() if v not in (None, [])}):
+    for source in (file_values, given):
         for key, value in source.items():
             setattr(s, key, value)
     s.data_root = Path(s.data_root).expanduser().absolute()

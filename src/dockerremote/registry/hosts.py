@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 import ssl
 from dataclasses import dataclass
@@ -42,12 +43,22 @@ def validate_mirror(url: str) -> str:
     """A --registry-mirror as dockerd accepts it (registry.ValidateMirror): scheme://host only."""
     u = urlsplit(url)
     if u.scheme not in ("http", "https"):
-        raise InvalidArgument(f"invalid mirror: unsupported scheme {u.scheme!r} in {url!r}")
+        raise InvalidArgument(f"invalid mirror: unsupported scheme {_q(u.scheme)} in {_q(url)}")
     if u.username or u.password:
-        raise InvalidArgument(f"invalid mirror: does not support credentials in mirror URL {url!r}")
+        raise InvalidArgument(f"invalid mirror: does not support credentials in mirror URL {_q(url)}")
     if (u.path and u.path != "/") or u.query or u.fragment or not u.netloc:
-        raise InvalidArgument(f"invalid mirror: path, query, or fragment at end of the URI {url!r}")
+        raise InvalidArgument(f"invalid mirror: path, query, or fragment at end of the URI {_q(url)}")
     return f"{u.scheme}://{u.netloc}"
+
+
+def shown_mirror(url: str) -> str:
+    """A mirror as dockerd lists it in /info: with one trailing slash."""
+    return url.rstrip("/") + "/"
+
+
+def _q(text: str) -> str:
+    """Go's %q for plain text."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def parse_insecure(entries: list[str]) -> tuple[frozenset[str], tuple[Network, ...]]:

@@ -87,6 +87,20 @@ def _mem_total() -> int:
         return 0
 
 
+def registry_config(mirrors_given: list[str], insecure_given: list[str]) -> dict:
+    """/info's RegistryConfig as dockerd builds it from its flags (map keys sorted, as Go's)."""
+    from dockerremote.registry.hosts import LOOPBACK, parse_insecure, shown_mirror, validate_mirror
+
+    mirrors = [shown_mirror(validate_mirror(m)) for m in mirrors_given]
+    names, nets = parse_insecure(insecure_given)
+    index = {"docker.io": {"Name": "docker.io", "Mirrors": mirrors, "Secure": True, "Official": True}}
+    for name in names - {"docker.io"}:  # dockerd never treats Docker Hub as insecure
+        index[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
+    return {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
+            "InsecureRegistryCIDRs": [str(n) for n in nets if n != LOOPBACK] + [str(LOOPBACK)],
+            "IndexConfigs": dict(sorted(index.items())), "Mirrors": mirrors}
+
+
 async def info(ctx: Ctx) -> web.StreamResponse:
     s = ctx.settings
     images = ctx.store.index.images
@@ -106,12 +120,7 @@ async def info(ctx: Ctx) -> web.StreamResponse:
         "OSVersion": _os_release("VERSION_ID", ""),
         "OSType": "linux", "Architecture": platform.machine(),
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
-            "InsecureRegistryCIDRs": ["127.0.0.0/8"], "IndexConfigs": {
-                "docker.io": {"Name": "docker.io", "Mirrors": list(s.registry_mirrors), "Secure": True,
-                              "Official": True}},
-            "Mirrors": list(s.registry_mirrors)},
+        "RegistryConfig": registry_config(list(s.registry_mirrors), list(s.insecure_registries)),
         "NCPU": os.cpu_count() or 1, "MemTotal": _mem_total(), "GenericResources": [],
         "DockerRootDir": str(s.data_root), "HttpProxy": "", "HttpsProxy": "", "NoProxy": "",
         "Name": platform.node(), "Labels": [], "ExperimentalBuild": False,
