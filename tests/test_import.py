@@ -396,6 +396,8 @@ def test_url_import_stream(engine: Engine, http: str) -> None:
     lines = r.lines()
     assert lines[0] == {"status": f"Downloading from {http}/big.tar"}
     progress = lines[1:-1]
+    if progress and progress[-1] == {}:  # dockerd's mark of a last update the throttle had held
+        progress.pop()                   # back (when the final read returns only EOF): a race
     assert 1 <= len(progress) <= 101, len(progress)  # throttled, not one line per read
     for p in progress:
         assert list(p) == ["status", "progressDetail", "progress"] and p["status"] == "Importing"
