@@ -93,7 +93,8 @@ class LoadImage:
 # -- names as data ----------------------------------------------------------------------------
 
 def _tar_error(text: str) -> LoadError:
-    return LoadError(f"Error processing tar file: {text}")
+    # dockerd's words: its tar extractor runs in a child process, whose exit status it quotes
+    return LoadError(f"Error processing tar file(exit status 1): {text}")
 
 
 def member_path(name: str) -> str:
