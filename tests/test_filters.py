@@ -20,11 +20,30 @@ def test_both_filter_encodings() -> None:
     assert flt.parse(None).values == {} and flt.parse("").values == {}
 
 
-@pytest.mark.parametrize("raw", ["notjson", '["x"]', '{"label":"x"}', '{"label":[1]}'])
-def test_bad_json_is_a_400(raw: str) -> None:
+@pytest.mark.parametrize("raw, message", [
+    ("notjson", "invalid character 'o' in literal null (expecting 'u')"),
+    ("{", "unexpected end of JSON input"),
+    ('{"a" 1}', "invalid character '1' after object key"),
+    ('{"a":["x"] "b"}', "invalid character '\"' after object key:value pair"),
+    ('["x"]', "json: cannot unmarshal array into Go value of type map[string]map[string]bool"),
+    ('{"label":"x"}', "json: cannot unmarshal string into Go value of type map[string]bool"),
+    ('{"label":[1]}', "json: cannot unmarshal array into Go value of type map[string]bool"),
+    ('{"label":{"x":"yes"}}', "json: cannot unmarshal string into Go value of type bool"),
+    ('{"a":{"x":true},"b":["y"]}', "json: cannot unmarshal array into Go value of type map[string]bool"),
+    ("{} x", "invalid character 'x' after top-level value"),
+])
+def test_bad_json_in_gos_words(raw: str, message: str) -> None:
+    """The first decoder's error, as dockerd's filters.FromJSON returns it (a 400 here)."""
     with pytest.raises(InvalidArgument) as exc:
         flt.parse(raw)
-    assert exc.value.message == "invalid filter" and exc.value.status == 400
+    assert exc.value.message == message and exc.value.status == 400
+
+
+def test_json_go_accepts() -> None:
+    assert flt.parse("null").values == {}
+    assert flt.parse('{"label":null}').values == {"label": []}
+    assert flt.parse('{"label":{"a":false}}').values == {"label": ["a"]}  # keys count, as moby's Get
+    assert flt.parse('{"label":["a",null]}').values == {"label": ["a"]}
 
 
 def test_validate_and_invalid_value_texts() -> None:

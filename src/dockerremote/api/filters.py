@@ -8,6 +8,7 @@ import json
 import re
 import time
 
+from dockerremote.api import gojson
 from dockerremote.errors import DockerRemoteError, InvalidArgument
 from dockerremote.transfer.dockerfile import go_duration_ns
 
@@ -49,24 +50,52 @@ def invalid_filter(key: str, values: list[str]) -> InvalidArgument:
 
 
 def parse(raw: str | None) -> Filters:
-    """Accept both {"k":{"v":true}} (CLI) and {"k":["v"]} (docker-py)."""
+    """dockerd's filters.FromJSON: {"k":{"v":true}} (the CLI), else the legacy {"k":["v"]}
+    (docker-py); what neither reads is refused with the first decoder's words, as dockerd."""
     if not raw:
         return Filters({})
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise InvalidArgument("invalid filter") from None
+    bad = gojson.syntax_error(raw)
+    if bad is not None:
+        raise InvalidArgument(bad)
+    data = json.loads(raw)
+    if data is None:
+        return Filters({})
+    error = _as_sets(data)
+    if error is None:
+        return Filters({k: list(v or {}) for k, v in data.items()})
+    if _as_lists(data) is not None:
+        raise InvalidArgument(error)
+    return Filters({k: [x for x in v or [] if x is not None] for k, v in data.items()})
+
+
+def _as_sets(data: object) -> str | None:
+    """Why Go cannot decode `data` into map[string]map[string]bool (None if it can)."""
     if not isinstance(data, dict):
-        raise InvalidArgument("invalid filter")
-    out: dict[str, list[str]] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out[key] = [str(v) for v in value]
-        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-            out[key] = list(value)
-        else:
-            raise InvalidArgument("invalid filter")
-    return Filters(out)
+        return gojson.type_error(data, "map[string]map[string]bool")
+    for value in data.values():
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            return gojson.type_error(value, "map[string]bool")
+        for flag in value.values():
+            if flag is not None and not isinstance(flag, bool):
+                return gojson.type_error(flag, "bool")
+    return None
+
+
+def _as_lists(data: object) -> str | None:
+    """Why Go cannot decode `data` into map[string][]string (None if it can)."""
+    if not isinstance(data, dict):
+        return gojson.type_error(data, "map[string][]string")
+    for value in data.values():
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            return gojson.type_error(value, "[]string")
+        for item in value:
+            if item is not None and not isinstance(item, str):
+                return gojson.type_error(item, "string")
+    return None
 
 
 class BadPattern(DockerRemoteError):

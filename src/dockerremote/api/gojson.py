@@ -1,0 +1,177 @@
+"""Go's encoding/json error texts, for the JSON a client sends in a query parameter.
+
+dockerd answers a malformed `filters` with the words of Go's decoder ("invalid character 'o'
+in literal null (expecting 'u')", "json: cannot unmarshal array into Go value of type
+map[string]bool"); a client that reads them sees the same here. `syntax_error` walks the text
+as Go's scanner does; `kind` names a decoded value as Go's UnmarshalTypeError does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_WS = b" \t\r\n"
+
+
+def quote_char(c: int) -> str:
+    """Go's scanner quoteChar: the byte in single quotes, escaped like strconv.Quote."""
+    if c == 0x27:
+        return "'\\''"
+    if c == 0x22:
+        return "'\"'"
+    ch = chr(c)
+    if ch.isprintable():
+        return f"'{ch}'"
+    shown = json.dumps(ch)[1:-1]
+    shown = {"\\u0007": "\\a", "\\u000b": "\\v"}.get(shown, shown)
+    if shown.startswith("\\u00") and c >= 0x80:
+        shown = f"\\u{c:04x}"
+    elif shown.startswith("\\u00"):
+        shown = f"\\x{c:02x}"
+    return f"'{shown}'"
+
+
+class _Syntax(Exception):
+    pass
+
+
+def syntax_error(text: str) -> str | None:
+    """Go's message for the first syntax error in `text`, or None if it is valid JSON."""
+    data = text.encode("utf-8", "surrogateescape")
+    try:
+        end = _value(data, _skip(data, 0))
+        end = _skip(data, end)
+        if end < len(data):
+            raise _Syntax(f"invalid character {quote_char(data[end])} after top-level value")
+    except _Syntax as exc:
+        return str(exc)
+    except IndexError:
+        return "unexpected end of JSON input"
+    return None
+
+
+def _skip(d: bytes, i: int) -> int:
+    while i < len(d) and d[i] in _WS:
+        i += 1
+    return i
+
+
+def _bad(d: bytes, i: int, where: str) -> _Syntax:
+    return _Syntax(f"invalid character {quote_char(d[i])} {where}")
+
+
+def _value(d: bytes, i: int) -> int:
+    c = d[i]
+    if c == 0x7B:  # {
+        i = _skip(d, i + 1)
+        if d[i] == 0x7D:
+            return i + 1
+        while True:
+            if d[i] != 0x22:
+                raise _bad(d, i, "looking for beginning of object key string")
+            i = _skip(d, _string(d, i))
+            if d[i] != 0x3A:
+                raise _bad(d, i, "after object key")
+            i = _skip(d, _value(d, _skip(d, i + 1)))
+            if d[i] == 0x7D:
+                return i + 1
+            if d[i] != 0x2C:
+                raise _bad(d, i, "after object key:value pair")
+            i = _skip(d, i + 1)
+    if c == 0x5B:  # [
+        i = _skip(d, i + 1)
+        if d[i] == 0x5D:
+            return i + 1
+        while True:
+            i = _skip(d, _value(d, i))
+            if d[i] == 0x5D:
+                return i + 1
+            if d[i] != 0x2C:
+                raise _bad(d, i, "after array element")
+            i = _skip(d, i + 1)
+    if c == 0x22:
+        return _string(d, i)
+    if c == 0x2D or 0x30 <= c <= 0x39:
+        return _number(d, i)
+    for word in (b"true", b"false", b"null"):
+        if c == word[0]:
+            for k in range(1, len(word)):
+                if d[i + k] != word[k]:
+                    raise _bad(d, i + k, f"in literal {word.decode()} (expecting '{chr(word[k])}')")
+            return i + len(word)
+    raise _bad(d, i, "looking for beginning of value")
+
+
+def _string(d: bytes, i: int) -> int:
+    i += 1
+    while True:
+        c = d[i]
+        if c == 0x22:
+            return i + 1
+        if c == 0x5C:
+            e = d[i + 1]
+            if e == 0x75:  # \u
+                for k in range(2, 6):
+                    if chr(d[i + k]) not in "0123456789abcdefABCDEF":
+                        raise _bad(d, i + k, "in \\u hexadecimal character escape")
+                i += 6
+                continue
+            if e not in b'"\\/bfnrt':
+                raise _bad(d, i + 1, "in string escape code")
+            i += 2
+            continue
+        if c < 0x20:
+            raise _bad(d, i, "in string literal")
+        i += 1
+
+
+def _number(d: bytes, i: int) -> int:
+    n = len(d)
+    if d[i] == 0x2D:
+        i += 1
+        if i >= n:
+            raise IndexError
+        if not 0x30 <= d[i] <= 0x39:
+            raise _bad(d, i, "in numeric literal")
+    if d[i] == 0x30:
+        i += 1
+    else:
+        while i < n and 0x30 <= d[i] <= 0x39:
+            i += 1
+    if i < n and d[i] == 0x2E:
+        i += 1
+        if i >= n:
+            raise IndexError
+        if not 0x30 <= d[i] <= 0x39:
+            raise _bad(d, i, "after decimal point in numeric literal")
+        while i < n and 0x30 <= d[i] <= 0x39:
+            i += 1
+    if i < n and d[i] in b"eE":
+        i += 1
+        if i < n and d[i] in b"+-":
+            i += 1
+        if i >= n:
+            raise IndexError
+        if not 0x30 <= d[i] <= 0x39:
+            raise _bad(d, i, "in exponent of numeric literal")
+        while i < n and 0x30 <= d[i] <= 0x39:
+            i += 1
+    return i
+
+
+def kind(value: Any) -> str:
+    """How Go's UnmarshalTypeError names a JSON value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def type_error(value: Any, go_type: str) -> str:
+    return f"json: cannot unmarshal {kind(value)} into Go value of type {go_type}"
