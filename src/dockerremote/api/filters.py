@@ -60,42 +60,12 @@ def parse(raw: str | None) -> Filters:
     data = json.loads(raw)
     if data is None:
         return Filters({})
-    error = _as_sets(data)
+    error = gojson.unmarshal_error(data, "map[string]map[string]bool")
     if error is None:
         return Filters({k: list(v or {}) for k, v in data.items()})
-    if _as_lists(data) is not None:
+    if gojson.unmarshal_error(data, "map[string][]string") is not None:
         raise InvalidArgument(error)
     return Filters({k: [x for x in v or [] if x is not None] for k, v in data.items()})
-
-
-def _as_sets(data: object) -> str | None:
-    """Why Go cannot decode `data` into map[string]map[string]bool (None if it can)."""
-    if not isinstance(data, dict):
-        return gojson.type_error(data, "map[string]map[string]bool")
-    for value in data.values():
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            return gojson.type_error(value, "map[string]bool")
-        for flag in value.values():
-            if flag is not None and not isinstance(flag, bool):
-                return gojson.type_error(flag, "bool")
-    return None
-
-
-def _as_lists(data: object) -> str | None:
-    """Why Go cannot decode `data` into map[string][]string (None if it can)."""
-    if not isinstance(data, dict):
-        return gojson.type_error(data, "map[string][]string")
-    for value in data.values():
-        if value is None:
-            continue
-        if not isinstance(value, list):
-            return gojson.type_error(value, "[]string")
-        for item in value:
-            if item is not None and not isinstance(item, str):
-                return gojson.type_error(item, "string")
-    return None
 
 
 class BadPattern(DockerRemoteError):

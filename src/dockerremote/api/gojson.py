@@ -175,3 +175,20 @@ def kind(value: Any) -> str:
 
 def type_error(value: Any, go_type: str) -> str:
     return f"json: cannot unmarshal {kind(value)} into Go value of type {go_type}"
+
+
+def unmarshal_error(value: Any, go_type: str) -> str | None:
+    """Why Go's json.Unmarshal cannot put `value` into `go_type` (map[string]T, []T, bool,
+    string), or None if it can. null fits anything; the first misfit in document order wins."""
+    if value is None:
+        return None
+    if go_type.startswith("map[string]"):
+        if not isinstance(value, dict):
+            return type_error(value, go_type)
+        return next(filter(None, (unmarshal_error(v, go_type[11:]) for v in value.values())), None)
+    if go_type.startswith("[]"):
+        if not isinstance(value, list):
+            return type_error(value, go_type)
+        return next(filter(None, (unmarshal_error(v, go_type[2:]) for v in value)), None)
+    fits = isinstance(value, bool) if go_type == "bool" else isinstance(value, str)
+    return None if fits else type_error(value, go_type)
