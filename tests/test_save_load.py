@@ -393,6 +393,42 @@ def test_load_oci_layout_then_save_to_dockerd(daemon: Engine, dockerd: Engine, u
     dockerd.docker("rmi", f"oci{uniq}:1", check=True)
 
 
+def test_loaded_oci_layout_keeps_its_manifests(daemon: Engine) -> None:
+    """An image loaded from an OCI layout has the Descriptor of what it was loaded as (1.48+),
+    as a pulled one does: the manifest, or the index that led to it; a docker-save archive
+    (manifest.json) has none, as in dockerd's classic store."""
+    lay = layer("desc-leaf")
+    cfg = config([sha(lay)])
+    archive = oci_archive(cfg, [lay], {"org.opencontainers.image.ref.name": "example.com/d/leaf:1"})
+    load(daemon, archive)
+    index = json.loads(tar_members(archive)["index.json"][1])
+    leaf = index["manifests"][0]
+    got = daemon.request("GET", "/v1.48/images/example.com/d/leaf:1/json").json()["Descriptor"]
+    assert got == {"mediaType": leaf["mediaType"], "digest": leaf["digest"], "size": leaf["size"]}
+    listed = [i for i in daemon.request("GET", "/v1.48/images/json").json() if i["Id"] == sha(cfg)]
+    assert listed[0]["Descriptor"] == got
+    # the same image through an index: the index is the target
+    members = tar_members(archive)
+    manifest = members["blobs/sha256/" + leaf["digest"][7:]][1]
+    inner = {"mediaType": leaf["mediaType"], "digest": leaf["digest"], "size": leaf["size"],
+             "platform": {"architecture": "amd64", "os": "linux"}}
+    nested = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                         "manifests": [inner]}).encode()
+    top = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha(nested), "size": len(nested),
+           "annotations": {"org.opencontainers.image.ref.name": "example.com/d/idx:1"}}
+    blobs = [(name, content) for name, (_, content) in members.items() if name.startswith("blobs/")]
+    load(daemon, tar_of([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+                         ("index.json", json.dumps({"schemaVersion": 2, "manifests": [top]}).encode()),
+                         *blobs, ("blobs/sha256/" + sha(nested)[7:], nested)]))
+    got = daemon.request("GET", "/v1.48/images/example.com/d/idx:1/json").json()["Descriptor"]
+    assert got == {"mediaType": top["mediaType"], "digest": top["digest"], "size": top["size"]}
+    assert manifest and daemon.request("GET", "/v1.47/images/example.com/d/idx:1/json").json().get("Descriptor") is None
+    # a docker-save archive: no manifest to describe
+    plain, plain_cfg, _ = one_image("desc/plain:1", "desc-plain")
+    load(daemon, plain)
+    assert "Descriptor" not in daemon.request("GET", "/v1.48/images/desc/plain:1/json").json()
+
+
 def test_load_oci_ref_name_and_moby25_layout(daemon: Engine) -> None:
     lay = layer("refname")
     cfg = config([sha(lay)])

@@ -88,6 +88,9 @@ class LoadImage:
     layers: list[LayerRecord]
     file_sizes: list[int]
     tags: list[Reference] = field(default_factory=list)
+    # OCI layouts: the (bytes, media type, role) manifest blobs the image was loaded as, kept
+    # with it as a pull keeps them (its Descriptor, API >= 1.48); none for docker-save archives
+    manifests: list[tuple[bytes, str, str]] = field(default_factory=list)
 
 
 # -- names as data ----------------------------------------------------------------------------
@@ -411,6 +414,9 @@ class LoadSession:
                      for hit in self._oci_walk(d, depth + 1)]
             if not found:
                 raise LoadError(f"no matching manifest for linux/{self.arch} in the manifest list entries")
+            for _, image in found:  # the outermost index is what the image was loaded as
+                leaf = image.manifests[-1]
+                image.manifests = [(data, str(media or ""), "target"), (leaf[0], leaf[1], "platform")]
             return found
         config_desc = doc.get("config")
         config, _ = self._oci_json(config_desc, "image config")
@@ -431,7 +437,8 @@ class LoadSession:
             records.append(layer)
             sizes.append(size)
         manifest_digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        return [(manifest_digest, LoadImage(config, summary, records, sizes))]
+        kept = [(data, str(media or "application/vnd.oci.image.manifest.v1+json"), "target")]
+        return [(manifest_digest, LoadImage(config, summary, records, sizes, manifests=kept))]
 
     def _platform_ok(self, desc: Any) -> bool:
         platform = desc.get("platform") if isinstance(desc, dict) else None
@@ -450,7 +457,10 @@ class LoadSession:
                 zip(image.layers, image.file_sizes, chain_ids(image.summary.diff_ids)) if not users[chain]]
 
     def commit(self, image: LoadImage) -> tuple[ImageRecord, dict[str, str]]:
-        return self.store.commit_image(image.config, image.layers, image.summary, refs=image.tags)
+        committed = self.store.commit_image(image.config, image.layers, image.summary, refs=image.tags)
+        if image.manifests:
+            self.store.add_manifests(committed[0].id, image.manifests)
+        return committed
 
 
 def _check_config(config: bytes, path: str) -> ConfigSummary:
