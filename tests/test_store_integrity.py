@@ -141,3 +141,25 @@ def test_racing_clients_never_get_500(daemon: Engine) -> None:
     assert len(statuses) == 25 * 7
     assert set(statuses) <= {200, 201, 404, 409}, sorted(set(statuses))
     _check_consistent(daemon)
+
+
+def test_one_daemon_per_data_root(daemon: Engine) -> None:
+    """A second daemon on a data root in use stops at once, touching nothing (it would sweep the
+    first one's ingests and collect blobs it still needs); after the first stops, it may start."""
+    import subprocess
+    import sys
+
+    daemon.request("POST", "/images/create?fromSrc=-&repo=lock/a&tag=1", make_tar({"a": b"1"}))
+    other = daemon.workdir / "other.sock"
+    r = subprocess.run([sys.executable, "-m", "dockerremote", "serve", "--data-root", str(daemon.data_root),
+                        "-H", f"unix://{other}"], capture_output=True, timeout=30)
+    assert r.returncode == 1 and not other.exists()
+    assert r.stderr.decode().strip() == (f"dockerremote: data root {daemon.data_root} is in use by another "
+                                         f"dockerremote (pid {daemon.proc.pid})")
+    assert daemon.request("GET", "/images/lock/a:1/json").status == 200  # the first one unharmed
+    stop(daemon, signal.SIGKILL)  # even a killed daemon lets go of it
+    again = start_daemon(data_root=daemon.data_root)
+    try:
+        assert again.request("GET", "/images/lock/a:1/json").status == 200
+    finally:
+        stop(again)

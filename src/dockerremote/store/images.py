@@ -8,7 +8,9 @@ are observable by a client.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from dockerremote import reference
-from dockerremote.errors import Conflict, ImageNotFound, InvalidArgument, NotFound
+from dockerremote.errors import Conflict, ImageNotFound, InvalidArgument, NotFound, Unavailable
 from dockerremote.oci.config import ConfigSummary, summarize
 from dockerremote.oci.digest import chain_ids, sha256_digest, short_id
 from dockerremote.reference import Reference
@@ -30,6 +32,21 @@ def stored_ref(name: str) -> Reference:
     return reference.parse(name)
 
 
+def _lock_root(root: Path) -> int:
+    """An exclusive lock on `root/lock` for as long as the returned descriptor is open; Unavailable
+    naming the holder if another process has it."""
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise Unavailable(f"data root {root} is in use by another dockerremote (pid {holder})") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 @dataclass
 class DeleteRecord:
     untagged: str | None = None
@@ -40,6 +57,9 @@ class ImageStore:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
+        # one daemon per data root: a second one would sweep the first one's ingests, collect
+        # blobs it still needs and keep an index mirror that drifts from the file
+        self._lock = _lock_root(root)
         self.content = ContentStore(root)
         self.index = Index(root / "index.db")
         self._leases: Counter[str] = Counter()
@@ -49,6 +69,7 @@ class ImageStore:
 
     def close(self) -> None:
         self.index.close()
+        os.close(self._lock)  # releases the data root (so does the process's exit, however it ends)
 
     # -- leases: blobs an operation in flight still needs are never collected -------------
 
