@@ -141,3 +141,21 @@ def test_json_is_compact_and_unescaped(engine: Engine) -> None:
     body = engine.request("GET", f"/images/{image_id}/json").body
     assert b'"Labels":{"a":"<b>"}' in body and body.endswith(b"}\n") and b", " not in body
     assert json.loads(body)["Config"]["Labels"] == {"a": "<b>"}
+
+
+def test_long_headers_and_encoded_bodies_as_go_takes_them(daemon: Engine, rootfs_tar: bytes) -> None:
+    """Go's server reads up to 1 MiB of headers (a long X-Registry-Auth is fine) and never decodes
+    a body for dockerd: a gzip body is a gzip archive, whatever Content-Encoding says."""
+    import gzip
+
+    r = daemon.request("GET", "/images/json", headers={"X-Registry-Auth": "a" * 200_000})
+    assert r.status == 200 and r.json() is not None
+    plain = daemon.request("POST", "/images/create?fromSrc=-&repo=enc/plain", rootfs_tar).lines()[-1]["status"]
+    gz = daemon.request("POST", "/images/create?fromSrc=-&repo=enc/gz", gzip.compress(rootfs_tar),
+                        {"Content-Encoding": "gzip"}).lines()[-1]["status"]
+    assert plain.startswith("sha256:") and gz.startswith("sha256:")
+    layers = [daemon.request("GET", f"/images/{i}/json").json()["RootFS"]["Layers"] for i in (plain, gz)]
+    assert layers[0] == layers[1]  # the same content, decompressed by us, once
+    bogus = daemon.request("POST", "/images/create?fromSrc=-&repo=enc/bogus", rootfs_tar,
+                           {"Content-Encoding": "gzip"})  # says gzip, is not: taken as it is
+    assert bogus.status == 200 and bogus.lines()[-1]["status"].startswith("sha256:")

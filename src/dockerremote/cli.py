@@ -20,6 +20,8 @@ from dockerremote.tls import server_context
 
 log = logging.getLogger("dockerremote")
 
+MAX_HEADER = 1 << 20  # Go's http.DefaultMaxHeaderBytes
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dockerremote", description="The Docker Engine image API, in Python.")
@@ -90,7 +92,11 @@ async def _serve(settings: config.Settings) -> None:
         tls = server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
     store = await asyncio.to_thread(ImageStore, settings.data_root)
     app = make_app(store, settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Go's server takes up to 1 MiB of headers (an X-Registry-Auth with a long identity token
+    # is several KiB) and hands a body over as sent, whatever its Content-Encoding says: the
+    # load and import paths detect compression by magic bytes, as dockerd does
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=MAX_HEADER,
+                           max_field_size=MAX_HEADER, max_headers=1024, auto_decompress=False)
     await runner.setup()
     try:
         for kind, where, port in binds:
