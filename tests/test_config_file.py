@@ -50,8 +50,9 @@ def test_refusals(tmp_path: Path) -> None:
         assert r.returncode == 1, r
         return r.stderr.decode().strip()
 
-    assert fails({"debugg": True}) == (f"dockerremote: unable to configure the daemon with file {tmp_path}/daemon.json: "
-                                       "the following directives don't match any configuration option: debugg")
+    assert fails({"debugg": True}) == (
+        f"dockerremote: unable to configure the daemon with file {tmp_path}/daemon.json: "
+        "the following directives don't match any configuration option: debugg")
     assert fails({"hosts": "unix:///x.sock"}).endswith(
         "json: cannot unmarshal string into Go struct field Config.hosts of type []string")
     assert fails({"max-concurrent-downloads": "3"}).endswith(

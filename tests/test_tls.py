@@ -55,7 +55,8 @@ def cli(addr: str, certs: Path, *args: str, cert: str = "cert", verify: bool = T
     if tls:
         flags += ["--tlsverify" if verify else "--tls", "--tlscacert", str(certs / "ca.pem")]
         if cert:
-            flags += ["--tlscert", str(certs / f"{cert}.pem"), "--tlskey", str(certs / f"{cert.replace('cert', 'key')}.pem")]
+            key = cert.replace("cert", "key")
+            flags += ["--tlscert", str(certs / f"{cert}.pem"), "--tlskey", str(certs / f"{key}.pem")]
     return subprocess.run([DOCKER, *flags, *args], capture_output=True, env=env, timeout=60)
 
 

@@ -253,7 +253,10 @@ class StagePipeline:
             if not room.done():
                 room.set_result(None)
 
-        self._on_room = lambda: loop.call_soon_threadsafe(wake)
+        def on_room() -> None:
+            loop.call_soon_threadsafe(wake)
+
+        self._on_room = on_room
         if self.has_room() or self.error is not None:  # it took one before we asked
             self._on_room = None
             return

@@ -23,7 +23,8 @@ async def post_auth(ctx: Ctx) -> web.StreamResponse:
         auth = login_from_body(body)
     except ValueError as exc:  # dockerd answers 500 with the decoder's text: a client's mistake
         raise InvalidArgument(str(exc)) from None
-    status, identity = await login(puller(ctx).registries, auth)
+    registries = puller(ctx).registries  # the daemon's registry client (registry/client.py)
+    status, identity = await login(registries, auth)  # type: ignore[arg-type]
     return json_response({"IdentityToken": identity, "Status": status})
 
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import platform
+from typing import Any
 
 from aiohttp import web
 
@@ -87,7 +88,7 @@ def _mem_total() -> int:
         return 0
 
 
-def registry_config(mirrors_given: list[str], insecure_given: list[str]) -> dict:
+def registry_config(mirrors_given: list[str], insecure_given: list[str]) -> dict[str, Any]:
     """/info's RegistryConfig as dockerd builds it from its flags (map keys sorted, as Go's)."""
     from dockerremote.registry.hosts import LOOPBACK, parse_insecure, shown_mirror, validate_mirror
 
@@ -135,7 +136,7 @@ async def info(ctx: Ctx) -> web.StreamResponse:
     if not v.has("info_bridge_nf"):
         del out["BridgeNfIptables"], out["BridgeNfIp6tables"]
     if not v.has("info_nondistributable"):
-        reg = out["RegistryConfig"]
+        reg: dict[str, Any] = out["RegistryConfig"]  # type: ignore[assignment]
         del reg["AllowNondistributableArtifactsCIDRs"], reg["AllowNondistributableArtifactsHostnames"]
     if not v.has("info_expected_commits"):
         for key in ("ContainerdCommit", "RuncCommit", "InitCommit"):
@@ -168,8 +169,8 @@ async def system_df(ctx: Ctx) -> web.StreamResponse:
                      for img in shapes.sorted_images(store.index.images.values())]
             layers_size = sum(lay.size for lay in store.index.layers.values())
     # no containers nor volumes here: empty when asked for, null (moby's nil slice) when not
-    containers = [] if "container" in kinds else None
-    volumes = [] if "volume" in kinds else None
+    containers: list[Any] | None = [] if "container" in kinds else None
+    volumes: list[Any] | None = [] if "volume" in kinds else None
     if not ctx.version.has("df_usage_objects"):
         return json_response({"LayersSize": layers_size, "Images": items, "Containers": containers,
                               "Volumes": volumes, "BuildCache": None, "BuilderSize": 0})
