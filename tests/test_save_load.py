@@ -423,6 +423,14 @@ def test_loaded_oci_layout_keeps_its_manifests(daemon: Engine) -> None:
     got = daemon.request("GET", "/v1.48/images/example.com/d/idx:1/json").json()["Descriptor"]
     assert got == {"mediaType": top["mediaType"], "digest": top["digest"], "size": top["size"]}
     assert manifest and daemon.request("GET", "/v1.47/images/example.com/d/idx:1/json").json().get("Descriptor") is None
+    # Moby 25's layout (manifest.json beside index.json): loaded by manifest.json, described by index.json
+    lay3 = layer("desc-moby25")
+    cfg3 = config([sha(lay3)])
+    both = oci_archive(cfg3, [lay3], None, with_docker_manifest=True)
+    load(daemon, both)
+    leaf3 = json.loads(tar_members(both)["index.json"][1])["manifests"][0]
+    got = daemon.request("GET", "/v1.48/images/moby25:1/json").json()["Descriptor"]
+    assert got == {"mediaType": leaf3["mediaType"], "digest": leaf3["digest"], "size": leaf3["size"]}
     # a docker-save archive: no manifest to describe
     plain, plain_cfg, _ = one_image("desc/plain:1", "desc-plain")
     load(daemon, plain)

@@ -326,7 +326,10 @@ class LoadSession:
     def resolve(self) -> list[LoadImage]:
         """Every image of the archive, fully checked; raises LoadError before anything is stored."""
         if "manifest.json" in self.members:
-            return self._docker_images()
+            images = self._docker_images()
+            if "index.json" in self.members:  # Moby 25+: the OCI layout beside it has the manifests
+                self._attach_manifests(images)
+            return images
         if "index.json" in self.members:
             return self._oci_images()
         raise LoadError("invalid archive: it has neither manifest.json nor index.json "
@@ -363,6 +366,20 @@ class LoadSession:
                 sizes.append(size)
             out.append(LoadImage(config, summary, records, sizes, [_tag(t) for t in tags]))
         return out
+
+    def _attach_manifests(self, images: list[LoadImage]) -> None:
+        """Give images named by manifest.json the manifests index.json has for them (same
+        config and layers), so they keep a Descriptor; an index that does not check out adds
+        nothing (manifest.json alone decides what is loaded, as in dockerd)."""
+        try:
+            found = self._oci_images()
+        except (LoadError, ValueError, TypeError, KeyError, AttributeError):  # a broken index: ignored
+            return
+        by_image = {(o.config, tuple(lay.blob_digest for lay in o.layers)): o.manifests for o in found}
+        for image in images:
+            kept = by_image.get((image.config, tuple(lay.blob_digest for lay in image.layers)))
+            if kept:
+                image.manifests = kept
 
     # OCI image layout: index.json → (nested indexes →) manifests → config and layer blobs.
 
