@@ -157,3 +157,22 @@ def test_non_loopback_with_tlsverify(certs: Path) -> None:
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"OK")
     finally:
         stop(engine)
+
+
+def test_default_certificate_files(certs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without paths, the daemon takes ca.pem, cert.pem and key.pem from $DOCKER_CERT_PATH, as dockerd."""
+    import shutil
+
+    d = tmp_path / "certdir"
+    d.mkdir()
+    shutil.copy(certs / "ca.pem", d / "ca.pem")
+    shutil.copy(certs / "server-cert.pem", d / "cert.pem")
+    shutil.copy(certs / "server-key.pem", d / "key.pem")
+    addr = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("DOCKER_CERT_PATH", str(d))  # seen by the daemon we start, not by cli()
+    engine = start_daemon(extra=["--tlsverify"], tcp=f"tcp://{addr}")
+    try:
+        assert cli(addr, certs, "version", "--format", "{{.Server.APIVersion}}").stdout.decode().strip() == "1.52"
+        assert cli(addr, certs, "images", cert="").returncode != 0
+    finally:
+        stop(engine)
