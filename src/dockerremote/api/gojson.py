@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dockerremote.errors import DockerRemoteError
+
 _WS = b" \t\r\n"
 
 
@@ -192,3 +194,15 @@ def unmarshal_error(value: Any, go_type: str) -> str | None:
         return next(filter(None, (unmarshal_error(v, go_type[2:]) for v in value)), None)
     fits = isinstance(value, bool) if go_type == "bool" else isinstance(value, str)
     return None if fits else type_error(value, go_type)
+
+
+def parse_int(text: str, func: str = "ParseInt") -> int:
+    """Go's strconv.ParseInt(text, 10, 64) (or Atoi, func="Atoi") with its error texts;
+    dockerd answers them with a 500."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body or not body.isascii() or not body.isdigit():
+        raise DockerRemoteError(f'strconv.{func}: parsing "{text}": invalid syntax')
+    n = int(text)
+    if not -(2**63) <= n < 2**63:
+        raise DockerRemoteError(f'strconv.{func}: parsing "{text}": value out of range')
+    return n

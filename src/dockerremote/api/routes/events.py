@@ -17,9 +17,10 @@ from aiohttp import web
 
 from dockerremote import reference
 from dockerremote.api import filters as flt
+from dockerremote.api import gojson
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import dumps
-from dockerremote.errors import DockerRemoteError, InvalidArgument
+from dockerremote.errors import InvalidArgument
 from dockerremote.events import Event
 
 # dockerd's fuzzyMatchName filters: a value matches the actor's ID or name by prefix
@@ -31,22 +32,12 @@ TICK = 1.0  # seconds between checks that the watcher is still there
 def parse_timestamp(value: str) -> int:
     """timetypes.ParseTimestamps: `<seconds>[.<fraction>]` → nanoseconds; Go's ParseInt errors (500)."""
     sec, dot, frac = value.partition(".")
-    seconds = _go_parse_int(sec)
+    seconds = gojson.parse_int(sec)
     nanos = 0
     if dot:
-        n = _go_parse_int(frac)
+        n = gojson.parse_int(frac)
         nanos = int(n * 10.0 ** (9 - len(frac)))  # "should already be in nanoseconds" (dockerd)
     return seconds * 10**9 + nanos
-
-
-def _go_parse_int(text: str) -> int:
-    body = text[1:] if text[:1] in "+-" else text
-    if not body or not body.isascii() or not body.isdigit():
-        raise DockerRemoteError(f'strconv.ParseInt: parsing "{text}": invalid syntax')
-    n = int(text)
-    if not -(2**63) <= n < 2**63:
-        raise DockerRemoteError(f'strconv.ParseInt: parsing "{text}": value out of range')
-    return n
 
 
 def _strip_tag(name: str) -> str:

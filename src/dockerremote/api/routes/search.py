@@ -10,23 +10,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockerremote.api import filters as flt
+from dockerremote.api import gojson
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import json_response
 from dockerremote.errors import DockerRemoteError, InvalidArgument
 
 SEARCH_FILTERS = {"is-automated", "is-official", "stars"}
 DEFAULT_LIMIT = 25
-
-
-def go_atoi(text: str) -> int:
-    """strconv.Atoi with its error texts (dockerd answers them with a 500)."""
-    body = text[1:] if text[:1] in "+-" else text
-    if not body or not body.isascii() or not body.isdigit():
-        raise DockerRemoteError(f'strconv.Atoi: parsing "{text}": invalid syntax')
-    n = int(text)
-    if not -(2**63) <= n < 2**63:
-        raise DockerRemoteError(f'strconv.Atoi: parsing "{text}": value out of range')
-    return n
 
 
 def _flag(f: flt.Filters, key: str) -> bool | None:
@@ -47,14 +37,14 @@ async def search_images(ctx: Ctx) -> web.StreamResponse:
     from dockerremote.registry.search import search
 
     limit_text = ctx.query("limit") or ""
-    limit = go_atoi(limit_text) if limit_text else DEFAULT_LIMIT
+    limit = gojson.parse_int(limit_text, "Atoi") if limit_text else DEFAULT_LIMIT
     f = flt.parse(ctx.query("filters"))
     f.validate(SEARCH_FILTERS)
     automated, official = _flag(f, "is-automated"), _flag(f, "is-official")
     stars = 0
     for value in f.get("stars"):
         try:
-            stars = max(stars, go_atoi(value))
+            stars = max(stars, gojson.parse_int(value, "Atoi"))
         except DockerRemoteError:
             raise InvalidArgument(f"Invalid filter 'stars={value}'") from None
     auth = decode_registry_auth(ctx.request.headers.get("X-Registry-Auth"))
