@@ -154,20 +154,13 @@ def _crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """CRC of A+B from CRC(A), CRC(B) and len(B) (zlib's algorithm; stdlib zlib lacks it)."""
     if len2 <= 0:
         return crc1
-    odd = [0xEDB88320] + [1 << n for n in range(31)]
-    even = _gf2_square(odd)
-    odd = _gf2_square(even)
-    while True:
-        even = _gf2_square(odd)
+    op = [0xEDB88320] + [1 << n for n in range(31)]  # appends one zero bit
+    for _ in range(3):
+        op = _gf2_square(op)  # ... then 2, 4, 8 bits: one zero byte
+    while len2:  # apply 2^k zero bytes for each bit k of len2
         if len2 & 1:
-            crc1 = _gf2_times(even, crc1)
+            crc1 = _gf2_times(op, crc1)
         len2 >>= 1
-        if not len2:
-            break
-        odd = _gf2_square(even)
-        if len2 & 1:
-            crc1 = _gf2_times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
+        if len2:
+            op = _gf2_square(op)
     return crc1 ^ crc2
