@@ -32,8 +32,9 @@ from dockerremote import __version__
 from dockerremote.reference import Reference
 from dockerremote.registry import auth as _auth
 from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenError
-from dockerremote.registry.errors import (BlobInvalid, ManifestInvalid, RegistryError, RegistryUnavailable,
-                                          Unauthorized, registry_error, transport_text)
+from dockerremote.registry.errors import (MAX_ERROR_BODY, BlobInvalid, ManifestInvalid, RegistryError,
+                                          RegistryUnavailable,
+                                          Unauthorized, response_error, transport_text)
 from dockerremote.registry.hosts import DEFAULT_CERTS_DIR, Endpoint, Hosts, tls_context
 from dockerremote.registry.retry import Attempts, RetryPolicy, parse_retry_after, retryable
 from dockerremote.registry.upload import Uploads
@@ -50,7 +51,6 @@ MANIFEST_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
 ACCEPT = ", ".join(MANIFEST_TYPES)
 
 MAX_MANIFEST = 4 << 20          # containerd's limit too
-MAX_ERROR_BODY = 64 << 10
 MAX_REDIRECTS = 10
 MAX_TAG_PAGES = 10_000
 DOWN_FOR = 30.0                 # an endpoint that could not be reached is tried last for this long
@@ -558,20 +558,12 @@ class Repository(Uploads):
         raise RegistryError(f'{method.capitalize()} "{_shown(url)}": stopped after {MAX_REDIRECTS} redirects')
 
     async def _error(self, resp: aiohttp.ClientResponse, tag_or_digest: str | None) -> RegistryError:
-        body = b""
-        if resp.method != "HEAD":
-            try:
-                body = await resp.content.read(MAX_ERROR_BODY)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                pass
         ref = None
         if tag_or_digest is not None:
             r = (Reference(self.name.domain, self.name.path, None, tag_or_digest) if _is_digest(tag_or_digest)
                  else Reference(self.name.domain, self.name.path, tag_or_digest))
             ref = r.familiar
-        return registry_error(resp.status, body, resp.headers.getall("WWW-Authenticate", []), ref=ref,
-                              name=self.name.familiar_name,
-                              retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        return await response_error(resp, ref=ref, name=self.name.familiar_name)
 
 
 # --------------------------------------------------------------------------- helpers

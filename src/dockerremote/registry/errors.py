@@ -20,11 +20,16 @@ client (HandleErrorResponse) and moby's translatePullError read it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from http import HTTPStatus
+from typing import Any
+
+import aiohttp
 
 from dockerremote.errors import DigestMismatch, DockerRemoteError
+from dockerremote.registry.retry import parse_retry_after
 
 
 class RegistryError(DockerRemoteError):
@@ -175,6 +180,22 @@ def status_text(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} status code {status}"
+
+
+MAX_ERROR_BODY = 64 << 10
+
+
+async def response_error(resp: Any, ref: str | None = None, name: str | None = None) -> RegistryError:
+    """registry_error() for a response: its body (bounded; none for a HEAD, or if it breaks off),
+    challenges and Retry-After."""
+    body = b""
+    if resp.method != "HEAD":
+        try:
+            body = await resp.content.read(MAX_ERROR_BODY)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            pass
+    return registry_error(resp.status, body, resp.headers.getall("WWW-Authenticate", []), ref=ref, name=name,
+                          retry_after=parse_retry_after(resp.headers.get("Retry-After")))
 
 
 def registry_error(status: int, body: bytes, www_authenticate: list[str] | None = None,

@@ -23,7 +23,6 @@ all keeps it (`Get "http://127.0.0.1:1/v2/": dial tcp ...`), as in dockerd.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -35,9 +34,9 @@ import aiohttp
 from yarl import URL
 
 from dockerremote.registry import auth as _auth
-from dockerremote.registry.errors import RegistryError, RegistryUnavailable, registry_error
+from dockerremote.registry.errors import RegistryError, RegistryUnavailable, response_error
 from dockerremote.registry.hosts import Endpoint
-from dockerremote.registry.retry import Attempts, parse_retry_after, retryable
+from dockerremote.registry.retry import Attempts, retryable
 
 if TYPE_CHECKING:
     from dockerremote.registry.client import Repository
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OCTET = "application/octet-stream"
-MAX_BODY = 64 << 10
 # an upload the registry lost, refused to resume or whose range it disputes: start a new one
 _RESTART_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN", "BLOB_UPLOAD_INVALID", "RANGE_INVALID"})
 _PREFIX = re.compile(r'^[A-Z][a-z]+ "[^"]*": ')
@@ -87,7 +85,7 @@ class Uploads:
                     return resp.content_length or 0
                 if resp.status == 404:
                     return None
-                raise await _push_error(resp)
+                raise await response_error(resp)
             finally:
                 resp.release()
 
@@ -209,7 +207,7 @@ class Uploads:
                                     {"Content-Type": media_type}, body=lambda: data)
             try:
                 if resp.status not in (200, 201, 202):
-                    raise await _push_error(resp)
+                    raise await response_error(resp)
                 served = resp.headers.get("Docker-Content-Digest", "")
             finally:
                 resp.release()
@@ -247,7 +245,7 @@ class Uploads:
         resp = await self._send(ep, "POST", self._url(ep, "blobs/uploads/"), {"Content-Length": "0"})
         try:
             if resp.status != 202 or not resp.headers.get("Location"):
-                raise await _push_error(resp)
+                raise await response_error(resp)
             return _absolute(resp, resp.headers["Location"])
         finally:
             resp.release()
@@ -337,20 +335,9 @@ class _push_texts:
         return False
 
 
-async def _push_error(resp: aiohttp.ClientResponse) -> RegistryError:
-    body = b""
-    if resp.method != "HEAD":
-        try:
-            body = await resp.content.read(MAX_BODY)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            pass
-    return registry_error(resp.status, body, resp.headers.getall("WWW-Authenticate", []),
-                          retry_after=parse_retry_after(resp.headers.get("Retry-After")))
-
-
 async def _upload_error(resp: aiohttp.ClientResponse) -> Exception:
     """_Restart for a session the registry will not continue, else the registry's error."""
-    err = await _push_error(resp)
+    err = await response_error(resp)
     if resp.status == 416 or err.code in _RESTART_CODES:
         return _Restart(err.message)
     return err
