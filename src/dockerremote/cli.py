@@ -21,6 +21,7 @@ from dockerremote.tls import server_context
 log = logging.getLogger("dockerremote")
 
 MAX_HEADER = 1 << 20  # Go's http.DefaultMaxHeaderBytes
+SHUTDOWN_GRACE = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,8 +96,11 @@ async def _serve(settings: config.Settings) -> None:
     # Go's server takes up to 1 MiB of headers (an X-Registry-Auth with a long identity token
     # is several KiB) and hands a body over as sent, whatever its Content-Encoding says: the
     # load and import paths detect compression by magic bytes, as dockerd does
+    # on SIGTERM, requests still running get SHUTDOWN_GRACE seconds, then are cancelled (their
+    # transfers clean up): aiohttp's default of 60 s outlasts what a service manager waits
     runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=MAX_HEADER,
-                           max_field_size=MAX_HEADER, max_headers=1024, auto_decompress=False)
+                           max_field_size=MAX_HEADER, max_headers=1024, auto_decompress=False,
+                           shutdown_timeout=SHUTDOWN_GRACE)
     await runner.setup()
     try:
         for kind, where, port in binds:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any, AsyncIterator, Callable
 
 from dockerremote.errors import DigestMismatch, DockerRemoteError, InvalidArgument
@@ -191,12 +191,6 @@ SYNC_EVERY = 8 << 20
 _END = object()
 
 
-# Stage threads outlive a layer: a pull runs one pipeline per layer, and starting a thread
-# blocks the event loop until the new thread runs. The pool grows as needed (every stage of
-# every pipeline runs at once: a stage waits on the next one's queue); idle threads are reused.
-_STAGE_THREADS = ThreadPoolExecutor(max_workers=1024, thread_name_prefix="ingest-stage")
-
-
 class StagePipeline:
     """Chunks flow through `stages`, each in a thread of its own, with small bounded queues
     between them: a layer's hashing, inflating and disk writes overlap each other and the
@@ -209,7 +203,11 @@ class StagePipeline:
         self._queues: list[queue.Queue[Any]] = [queue.Queue(depth) for _ in stages]
         self.error: BaseException | None = None
         self._on_room: Callable[[], None] | None = None  # called once when stage 0 takes a chunk
-        self._runs = [_STAGE_THREADS.submit(self._run, i, fn) for i, fn in enumerate(stages)]
+        # daemon threads: one stuck on a disk must never hold up the daemon's exit
+        self._threads = [threading.Thread(target=self._run, args=(i, fn), daemon=True,
+                                          name=f"ingest-stage-{i}") for i, fn in enumerate(stages)]
+        for t in self._threads:
+            t.start()
 
     def _run(self, i: int, fn: Stage) -> None:
         inbox = self._queues[i]
@@ -268,8 +266,8 @@ class StagePipeline:
     def close(self) -> None:
         """Let every queued chunk through, stop the threads, raise the first error (blocking)."""
         self._queues[0].put(_END)
-        for run in self._runs:
-            run.result()
+        for t in self._threads:
+            t.join()
         if self.error is not None:
             raise self.error
 
