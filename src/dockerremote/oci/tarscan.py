@@ -69,8 +69,8 @@ def _parse_pax(data: bytes) -> dict[str, str]:
 
 def _checksum_ok(header: bytes) -> bool:
     stored = _octal(header[148:156])
-    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
-    return stored == unsigned
+    # the checksum field itself counts as 8 spaces
+    return stored == sum(header) - sum(header[148:156]) + 8 * 32
 
 
 @dataclass
@@ -183,6 +183,8 @@ class TarReader:
 
 def _check_inside(path: str, name: str, hardlink: bool = False) -> None:
     """A member (or hard-link target) must stay inside the layer root, as dockerd requires."""
+    if ".." not in path and not path.startswith("/"):
+        return  # relative, no way up: inside (most members, checked without normpath)
     cleaned = posixpath.normpath(posixpath.join("/root", path))
     if cleaned != "/root" and not cleaned.startswith("/root/"):
         if hardlink:
