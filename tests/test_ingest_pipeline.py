@@ -1,24 +1,23 @@
-"""The staged layer ingest used by pull: same results as feed(), errors and cancellation handled."""
+"""The staged layer ingest used by pull: same results as feed(), errors, back-pressure, abandon."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any
 
 import pytest
 
 from dockerremote.errors import DigestMismatch
 from dockerremote.store.content import ContentStore
-from dockerremote.transfer.ingest import LayerIngest, pump_stages
+from dockerremote.transfer.ingest import LayerIngest, StageFeed
 from tests.support.seed import compress, make_layer, sha256
 
 
-async def chunks(data: bytes, size: int = 64 << 10) -> AsyncIterator[bytes]:
+def feed_all(feed: StageFeed, data: bytes, size: int = 64 << 10) -> None:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
-        await asyncio.sleep(0)
+        feed.feed(data[i:i + size])
+    feed.close()
 
 
 @pytest.mark.parametrize("split", [True, False])
@@ -33,9 +32,10 @@ def test_stages_give_the_same_record_as_feed(tmp_path: Path, compression: str, s
     expected = plain.finish(sha256(blob), sha256(tar))
 
     staged = LayerIngest(b, True, sha256(blob))
-    total = asyncio.run(pump_stages(chunks(blob), staged.stages(split)))
+    feed = StageFeed(staged.stages(split))
+    feed_all(feed, blob)
     got = staged.finish(sha256(blob), sha256(tar))
-    assert total == len(blob) and got == expected
+    assert feed.total == len(blob) and got == expected
     assert (b.path(sha256(blob))).read_bytes() == blob
 
 
@@ -46,91 +46,95 @@ def test_corrupt_bytes_are_a_digest_mismatch_not_a_decompress_error(tmp_path: Pa
     blob[200] ^= 0xFF
     store = ContentStore(tmp_path)
     ingest = LayerIngest(store, True, good)
-    asyncio.run(pump_stages(chunks(bytes(blob)), ingest.stages()))
+    feed_all(StageFeed(ingest.stages()), bytes(blob))
     with pytest.raises(DigestMismatch):
         ingest.finish(good, sha256(tar))
     assert not store.exists(good) and not any(store.ingest_dir.iterdir())
 
 
 def test_pipeline_order_and_first_error() -> None:
+    """The first stage runs on the feeding thread, the next in its own; the first error stops
+    the feeder (at a later feed, or at close) and nothing after it is processed."""
     seen: list[int] = []
+    feeder = threading.get_ident()
+    first_on: set[int] = set()
 
-    def double(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+    def double(pieces: list[bytes], fwd: Any) -> None:
+        first_on.add(threading.get_ident())
         fwd([x * 2 for x in pieces])
 
-    def record(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+    def record(pieces: list[bytes], fwd: Any) -> None:
         for x in pieces:
             if x == b"\x05\x05":
                 raise ValueError("five")
             seen.append(x[0])
 
-    async def ten() -> AsyncIterator[bytes]:
-        for i in range(10):
-            yield bytes([i])
-
+    feed = StageFeed([double, record])
     with pytest.raises(ValueError, match="five"):
-        asyncio.run(pump_stages(ten(), [double, record], batch=1))  # batch=1: a hand-off per byte
+        for i in range(10):
+            feed.feed(bytes([i]))
+        feed.close()
+    feed.close_quietly()
     assert seen == [0, 1, 2, 3, 4]
+    assert first_on == {feeder}
 
 
-def test_a_busy_stage_holds_the_source_back() -> None:
-    """Back-pressure: while the first stage is busy, at most `batch` bytes wait before it."""
+def test_a_busy_stage_holds_the_feeder_back() -> None:
+    """Back-pressure: while the second stage is busy, feed() blocks after one queued chunk."""
     gate = threading.Semaphore(0)
     taken: list[int] = []
+    fed = 0
 
-    def stage(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
-        gate.acquire(timeout=10)
+    def store(pieces: list[bytes], fwd: Any) -> None:
+        fwd(pieces)
+
+    def slow(pieces: list[bytes], fwd: Any) -> None:
+        assert gate.acquire(timeout=10)
         taken.append(sum(map(len, pieces)))
 
-    async def main() -> int:
-        read = 0
+    feed = StageFeed([store, slow])
 
-        async def source() -> AsyncIterator[bytes]:
-            nonlocal read
-            for _ in range(40):
-                read += 1
-                yield b"x" * 100
-
-        task = asyncio.create_task(pump_stages(source(), [stage], batch=300))
-        for _ in range(50):
-            await asyncio.sleep(0)
-        held_back = read  # the stage finished nothing yet: one chunk in it, a batch queued, one gathering
+    def produce() -> None:
+        nonlocal fed
         for _ in range(40):
-            gate.release()
-        await task
-        return held_back
+            feed.feed(b"x" * 100)
+            fed += 1
 
-    held_back = asyncio.run(main())
-    assert held_back <= 1 + 3 + 3 + 1, held_back  # of 40: bounded by the batch, not the source
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(0.3)  # time for it to run into the full queue (the assertion below holds anyway)
+    held_back = fed
+    assert producer.is_alive()  # blocked: the stage took one, the queue holds one
+    for _ in range(40):
+        gate.release()
+    producer.join(10)
+    feed.close()
+    assert held_back <= 3, held_back
     assert sum(taken) == 4000
 
 
-def test_cancelled_pump_waits_for_its_stages() -> None:
-    """A cancelled pump returns only once its stages are done: no thread goes on working
-    for a transfer that is gone, and what was still queued is dropped, not processed."""
+def test_abandoned_feed_drops_what_is_queued_and_waits_for_its_stage() -> None:
+    """A fetch that failed abandons the feed: close_quietly() returns only once the stage at
+    work is done, and what was still queued is dropped, not processed."""
     release = threading.Event()
-    calls: list[int] = []
     started, returned = threading.Event(), threading.Event()
+    calls: list[int] = []
 
-    def slow(pieces: list[bytes], fwd) -> None:  # type: ignore[no-untyped-def]
+    def store(pieces: list[bytes], fwd: Any) -> None:
+        fwd(pieces)
+
+    def slow(pieces: list[bytes], fwd: Any) -> None:
         calls.append(len(pieces))
         started.set()
         release.wait(10)
         returned.set()
 
-    async def main() -> None:
-        async def endless() -> AsyncIterator[bytes]:
-            while True:
-                yield b"x" * 1000
-                await asyncio.sleep(0)
-
-        task = asyncio.create_task(pump_stages(endless(), [slow, slow]))
-        assert await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
-        task.cancel()
-        asyncio.get_running_loop().call_later(0.05, release.set)  # the stage ends on its own time
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert returned.is_set()  # the pump waited for the stage it had started
-
-    asyncio.run(main())
-    assert len(calls) <= 2  # the chunk being worked on (and the next stage's); the queue was dropped
+    feed = StageFeed([store, slow])
+    feed.feed(b"a")
+    assert started.wait(10)
+    feed.feed(b"b")  # queued behind the busy stage
+    feed.abandon()
+    threading.Timer(0.05, release.set).start()  # the stage ends on its own time
+    feed.close_quietly()
+    assert returned.is_set()
+    assert calls == [1]  # the queued chunk was dropped

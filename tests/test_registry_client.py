@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import logging
 import threading
@@ -37,7 +36,9 @@ def run(coro: Any) -> Any:
 
 
 async def collect(repo: Repository, digest: str, size: int | None, on_retry: Any = None) -> bytes:
-    return b"".join([c async for c in repo.blob(digest, size, on_retry=on_retry)])
+    pieces: list[bytes] = []
+    await repo.fetch_blob(digest, size, pieces.append, on_retry=on_retry)
+    return b"".join(pieces)
 
 
 def ref(s: str) -> reference.Reference:
@@ -516,7 +517,9 @@ def test_blob_from_a_registry_that_ignores_range(anon: Seeded, proxy: FaultProxy
         regs = Registries(retry=FAST)
         try:
             repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
-            return [c async for c in repo.blob(digest, size)]
+            pieces: list[bytes] = []
+            await repo.fetch_blob(digest, size, pieces.append)
+            return pieces
         finally:
             await regs.close()
     chunks = run(main())
@@ -604,6 +607,39 @@ def test_flipped_byte_is_delivered_as_is(anon: Seeded, proxy: FaultProxy) -> Non
     good = bytearray(data)
     good[12345] ^= 0xFF
     assert sha256(bytes(good)) == digest
+
+
+def test_cancelled_fetch_waits_for_its_reading_thread(anon: Seeded) -> None:
+    """consume() runs on the thread reading the body; a fetch that is cancelled returns only
+    once that thread is done with consume, and the thread ends: nothing runs on for a
+    download that is gone (its ingest is thrown away right after)."""
+    digest, size = anon.blob
+    entered, release = threading.Event(), threading.Event()
+    calls: list[tuple[int, bool]] = []
+
+    def consume(piece: bytes) -> None:
+        calls.append((threading.get_ident(), release.is_set()))
+        entered.set()
+        release.wait(10)
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        loop = asyncio.get_running_loop()
+        try:
+            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+            task = asyncio.create_task(repo.fetch_blob(digest, size, consume))
+            assert await loop.run_in_executor(None, entered.wait, 10)
+            task.cancel()
+            loop.call_later(0.05, release.set)  # consume returns on its own time
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert release.is_set()  # the cancel waited for consume to return
+        finally:
+            await regs.close()
+
+    run(main())
+    assert calls and calls[0][0] != threading.get_ident()  # not on the event loop's thread
+    assert not [t for t in threading.enumerate() if t.name == "blob-io"]
 
 
 def test_blob_size_is_enforced(anon: Seeded) -> None:
@@ -696,6 +732,62 @@ def test_meta_headers_are_forwarded(anon: Seeded, proxy: FaultProxy) -> None:
     run(main())
     seen = proxy.requests("/manifests/docker")[0].headers
     assert seen["x-meta-build"] == "42" and "x-other" not in seen
+
+
+def test_http_proxy_from_the_environment(anon: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP_PROXY (with credentials) carries the manifest and the blob, each asked by its
+    absolute URL with Proxy-Authorization, as Go's transport does."""
+    import http.client
+    seen: list[tuple[str, str | None]] = []
+
+    class ForwardProxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append((self.path, self.headers.get("Proxy-Authorization")))
+            target = self.path.split("://", 1)[1]
+            host, path = target.split("/", 1)
+            conn = http.client.HTTPConnection(host)
+            conn.request("GET", "/" + path, headers={k: v for k, v in self.headers.items()
+                                                     if k.lower() not in ("proxy-authorization", "connection")})
+            r = conn.getresponse()
+            body = r.read()
+            self.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ForwardProxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HTTP_PROXY", f"http://pu:pp@127.0.0.1:{server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    digest, size = anon.blob
+
+    async def main() -> bytes:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+            await repo.manifest("docker")
+            return await collect(repo, digest, size)
+        finally:
+            await regs.close()
+    try:
+        data = run(main())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sha256(data) == digest
+    want_auth = "Basic " + base64.b64encode(b"pu:pp").decode()
+    base = f"http://{anon.reg.host}/v2/team/app"
+    assert (f"{base}/manifests/docker", want_auth) in seen
+    assert (f"{base}/blobs/{digest}", want_auth) in seen
 
 
 # --------------------------------------------------------------------------- endpoints

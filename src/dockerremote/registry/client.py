@@ -3,7 +3,8 @@
     registries = Registries(mirrors, insecure)                # one per daemon, one aiohttp session
     repo = registries.repository(ref.repository(), auth)       # one repository, one pull
     fetched = await repo.manifest("latest")                   # verified bytes + media type
-    async for chunk in repo.blob(digest, size): ...           # resumed with Range when cut
+    await repo.fetch_blob(digest, size, consume)              # consume(piece) on a worker thread;
+                                                              # resumed with Range when cut
 
 Each call walks the registry's endpoints in dockerd's order (hosts.py): a mirror that fails in
 any way hands over to the next; an https endpoint that cannot be reached hands over to plain
@@ -23,7 +24,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from yarl import URL
@@ -32,9 +33,11 @@ from dockerremote import __version__
 from dockerremote.reference import Reference
 from dockerremote.registry import auth as _auth
 from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenError
-from dockerremote.registry.errors import (MAX_ERROR_BODY, BlobInvalid, ManifestInvalid, RegistryError,
-                                          RegistryUnavailable,
-                                          Unauthorized, response_error, transport_text)
+from dockerremote.registry.blobget import (BlobConnections, BlobResponse, BodyReader, Consume, RequestFailed,
+                                           next_hop, on_thread, open_blob, tls_for_thread)
+from dockerremote.registry.errors import (MAX_ERROR_BODY, BlobInvalid, ConnectFailed, ManifestInvalid,
+                                          RegistryError, RegistryUnavailable, Unauthorized, response_error,
+                                          transport_text)
 from dockerremote.registry.hosts import DEFAULT_CERTS_DIR, Endpoint, Hosts, tls_context
 from dockerremote.registry.retry import Attempts, RetryPolicy, parse_retry_after, retryable
 from dockerremote.registry.upload import Uploads
@@ -104,6 +107,9 @@ class Registries:
         self._ping_locks: dict[Endpoint, asyncio.Lock] = {}
         self._down: dict[Endpoint, float] = {}
         self._proxies = urllib.request.getproxies_environment()
+        # blob bodies: read by worker threads, over connections of their own (blobget.py)
+        self.blob_connections = BlobConnections(self.user_agent, connect_timeout, read_timeout)
+        self._thread_tls: dict[Endpoint, Any] = {}
 
     # -- lifecycle
 
@@ -119,6 +125,7 @@ class Registries:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.blob_connections.close()
 
     def repository(self, ref: Reference, auth: AuthConfig | None = None, push: bool = False,
                    meta_headers: dict[str, str] | None = None) -> "Repository":
@@ -134,6 +141,12 @@ class Registries:
             else:  # reads files: off the event loop, once per endpoint
                 self._tls[ep] = await asyncio.to_thread(tls_context, self.certs_dir, ep.host, ep.verify_tls)
         return self._tls[ep]
+
+    async def thread_tls_for(self, ep: Endpoint) -> Any:
+        """ssl_for(ep) as an SSLContext for the blocking blob client (made once per endpoint)."""
+        if ep not in self._thread_tls:
+            self._thread_tls[ep] = await asyncio.to_thread(tls_for_thread, await self.ssl_for(ep))
+        return self._thread_tls[ep]
 
     def proxy_for(self, url: str) -> str | None:
         if not self._proxies:
@@ -285,18 +298,20 @@ class Repository(Uploads):
 
         return await self._each(op)
 
-    async def blob(self, digest: str, size: int | None = None, on_retry: OnRetry | None = None,
-                   ) -> AsyncIterator[bytes]:
-        """Stream a blob from offset 0, as served (the caller hashes and verifies).
+    async def fetch_blob(self, digest: str, size: int | None, consume: Consume,
+                         on_retry: OnRetry | None = None,
+                         on_progress: Callable[[int], None] | None = None) -> None:
+        """Stream a blob from offset 0 into `consume`, as served (the caller hashes and verifies).
 
-        A connection cut mid-blob is resumed with `Range: bytes=<n>-` (a registry that ignores
-        Range answers 200: its first n bytes are skipped), so the caller never sees the cut nor
-        a byte twice. 429 (Retry-After) / 5xx / failures to connect are retried with backoff,
-        at most policy.attempts tries without progress. A mirror that fails hands over to the
-        next endpoint, continuing at the same offset. `on_retry(failures, delay, error)` is
-        called before each wait (delay 0 for an immediate resume). Raises RegistryError
-        subclasses; BlobInvalid when the registry serves more or fewer bytes than `size`.
-        Close the generator (contextlib.aclosing) if you stop reading early.
+        consume(piece) runs on a worker thread (the one reading the body), pieces in order, every
+        byte once; what it raises ends the fetch and is raised here as it is. on_progress(bytes
+        so far) is called on the event loop. A connection cut mid-blob is resumed with
+        `Range: bytes=<n>-` (a registry that ignores Range answers 200: its first n bytes are
+        skipped). 429 (Retry-After) / 5xx / failures to connect are retried with backoff, at
+        most policy.attempts tries without progress. A mirror that fails hands over to the next
+        endpoint, continuing at the same offset. `on_retry(failures, delay, error)` is called
+        before each wait (delay 0 for an immediate resume). Raises RegistryError subclasses;
+        BlobInvalid when the registry serves more or fewer bytes than `size`.
         """
         endpoints = await self._live_endpoints()
         policy = self.registries.retry
@@ -310,7 +325,8 @@ class Repository(Uploads):
             err: RegistryError | None = None
             progressed = 0
             try:
-                resp = await self._send(ep, "GET", url, headers, retry_status=False, retry_transport=False)
+                resp = await self._send(ep, "GET", url, headers, retry_status=False, retry_transport=False,
+                                        follow=self._follow_blob)
             except RegistryError as exc:
                 err = exc
             else:
@@ -319,32 +335,21 @@ class Repository(Uploads):
                         err = await self._error(resp, None)
                     else:
                         skip = _skip_for(resp, offset, size, digest)
-                        complete_length = resp.content_length is not None
-                        try:
-                            # pieces as the connection read them, one at a time: never joined
-                            # here (a copy of every byte, holding the GIL), the caller batches
-                            async for piece, _ in resp.content.iter_chunks():
-                                if skip:
-                                    if len(piece) <= skip:
-                                        skip -= len(piece)
-                                        continue
-                                    piece, skip = piece[skip:], 0
-                                if size is not None and offset + len(piece) > size:
-                                    raise BlobInvalid(f"blob {digest} is larger than its size {size}")
-                                offset += len(piece)
-                                progressed += len(piece)
-                                yield piece
-                        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
-                                asyncio.TimeoutError, ConnectionError) as exc:
-                            err = RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}')
-                        if err is None and skip:
+                        body = BodyReader(resp, consume, skip, None if size is None else size - offset,
+                                     digest, size, offset, on_progress)
+                        await body.read()
+                        progressed = body.consumed
+                        offset += progressed
+                        if body.broke is not None:
+                            err = RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(body.broke)}')
+                        elif body.skip:
                             err = RegistryUnavailable(f'Get "{_shown(url)}": unexpected EOF')
                 finally:
                     resp.release()
                 if err is None:
                     if size is None or offset == size:
                         return
-                    if complete_length:
+                    if resp.content_length is not None:
                         raise BlobInvalid(f"blob {digest} is shorter than its size {size}: {offset} bytes")
                     err = RegistryUnavailable(f'Get "{_shown(url)}": unexpected EOF')
             # -- the attempt failed
@@ -367,15 +372,14 @@ class Repository(Uploads):
             raise BlobInvalid(f"invalid digest {digest!r}")
         h = hashlib.new(m.group(1))
         out = bytearray()
-        stream = self.blob(digest, None)
-        try:
-            async for chunk in stream:
-                out += chunk
-                if len(out) > max_size:
-                    raise BlobInvalid(f"blob {digest} is larger than {max_size} bytes")
-                h.update(chunk)
-        finally:
-            await stream.aclose()
+
+        def consume(piece: bytes) -> None:  # on the reading thread
+            out.extend(piece)
+            if len(out) > max_size:
+                raise BlobInvalid(f"blob {digest} is larger than {max_size} bytes")
+            h.update(piece)
+
+        await self.fetch_blob(digest, None, consume)
         if h.hexdigest() != m.group(2):
             raise BlobInvalid(f"blob verification failed for digest {digest}")
         return bytes(out)
@@ -468,16 +472,17 @@ class Repository(Uploads):
 
     async def _send(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None = None,
                     *, retry_status: bool = True, retry_transport: bool = True,
-                    body: Body | None = None) -> aiohttp.ClientResponse:
+                    body: Body | None = None, follow: "_Follow | None" = None) -> Any:
         """One request with auth; redirects followed (Authorization kept only on the same origin);
         a refused cached token replaced once; 429/5xx/unreachable retried with backoff when
-        asked (a failure to connect is not retried here; blob() retries it). Returns the final
-        response, whatever its status. `body` makes a fresh payload for each attempt."""
+        asked (a failure to connect is not retried here; fetch_blob() retries it). Returns the
+        final response, whatever its status. `body` makes a fresh payload for each attempt.
+        `follow` makes the request: aiohttp (_follow) unless told (_follow_blob)."""
         policy = self.registries.retry
         failures = 0
         while True:
             try:
-                resp = await self._attempt(ep, method, url, headers, body)
+                resp = await self._attempt(ep, method, url, headers, body, follow or self._follow)
             except RegistryUnavailable as exc:
                 failures += 1
                 # a registry that refuses connections or has no address fails the request at
@@ -500,9 +505,9 @@ class Repository(Uploads):
             return resp
 
     async def _attempt(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
-                       body: Body | None = None) -> aiohttp.ClientResponse:
+                       body: Body | None, follow: "_Follow") -> Any:
         authz, key = await self._authorization(ep, method, url)
-        resp = await self._follow(ep, method, url, headers, authz, body)
+        resp = await follow(ep, method, url, headers, authz, body)
         if resp.status == 401:
             challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
             known = self.registries.known_challenges(ep)
@@ -512,12 +517,12 @@ class Repository(Uploads):
                 self.registries.learn(ep, challenges)
                 resp.release()
                 authz, key = await self._authorization(ep, method, url)
-                return await self._follow(ep, method, url, headers, authz, body)
+                return await follow(ep, method, url, headers, authz, body)
             if key is not None and not _insufficient_scope(challenges):
                 self.registries.tokens.drop(key, authz.split(" ", 1)[1] if authz else "")
                 resp.release()
                 authz, key = await self._authorization(ep, method, url, fresh=True)
-                return await self._follow(ep, method, url, headers, authz, body)
+                return await follow(ep, method, url, headers, authz, body)
         return resp
 
     async def _follow(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
@@ -546,24 +551,42 @@ class Repository(Uploads):
             if resp.status not in (301, 302, 303, 307, 308) or not location:
                 return resp
             resp.release()
-            nxt = target.join(URL(location))
-            if nxt.scheme not in ("http", "https"):
-                raise RegistryError(f"redirect to unsupported URL scheme {nxt.scheme!r}")
-            if nxt.origin() != origin:
-                h.pop("Authorization", None)  # never hand the registry's credentials to storage
             if resp.status == 303:
                 method = "GET"
                 body = None
-            target = nxt
+            target = next_hop(target, resp.status, location, origin, h)
         raise RegistryError(f'{method.capitalize()} "{_shown(url)}": stopped after {MAX_REDIRECTS} redirects')
 
-    async def _error(self, resp: aiohttp.ClientResponse, tag_or_digest: str | None) -> RegistryError:
+    async def _follow_blob(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
+                           authz: str | None, body: Body | None = None) -> BlobResponse:
+        """_follow() for a blob GET, by the blocking client on a worker thread: its body is then
+        read on a worker thread too (_Body), never on the event loop."""
+        assert method == "GET" and body is None
+        h = {**self.meta_headers, **(headers or {})}
+        if authz:
+            h["Authorization"] = authz
+        tls = await self.registries.thread_tls_for(ep)
+        try:
+            return await on_thread(open_blob, self.registries.blob_connections, url, h, tls,
+                                    self.registries.proxy_for, on_abandon=BlobResponse.release)
+        except RequestFailed as exc:
+            origin = URL(url).origin()
+            connect_failed = isinstance(exc.error, ConnectFailed)
+            if connect_failed and URL(exc.url).origin() == origin:
+                self.registries.mark_down(ep)  # could not even connect: try it last for a while
+            raise RegistryUnavailable(f'Get "{_shown(exc.url, origin)}": {transport_text(exc.error)}',
+                                      connect_failed) from None
+
+    async def _error(self, resp: Any, tag_or_digest: str | None) -> RegistryError:
         ref = None
         if tag_or_digest is not None:
             r = (Reference(self.name.domain, self.name.path, None, tag_or_digest) if _is_digest(tag_or_digest)
                  else Reference(self.name.domain, self.name.path, tag_or_digest))
             ref = r.familiar
         return await response_error(resp, ref=ref, name=self.name.familiar_name)
+
+
+_Follow = Callable[..., Awaitable[Any]]  # _follow / _follow_blob: (ep, method, url, headers, authz, body)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -595,7 +618,7 @@ def _worth_retrying(err: RegistryError) -> bool:
     return err.http_status is not None and retryable(err.http_status)
 
 
-def _skip_for(resp: aiohttp.ClientResponse, offset: int, size: int | None, digest: str) -> int:
+def _skip_for(resp: BlobResponse, offset: int, size: int | None, digest: str) -> int:
     """Bytes to drop from the start of this response so the stream continues at `offset`."""
     if resp.status == 206:
         m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))

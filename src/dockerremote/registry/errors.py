@@ -77,6 +77,15 @@ class RegistryUnavailable(RegistryError):
         self.connect_failed = connect_failed  # never connected (refused, DNS, TLS): not a hiccup
 
 
+class ConnectFailed(OSError):
+    """No connection could be made to host:port (refused, DNS, TLS handshake): the blocking
+    client's counterpart of aiohttp's ClientConnectorError; `os_error` says why."""
+
+    def __init__(self, host: str, port: int, os_error: OSError) -> None:
+        super().__init__(str(os_error))
+        self.host, self.port, self.os_error = host, port, os_error
+
+
 class ManifestInvalid(RegistryError):
     status = 500
 
@@ -188,12 +197,14 @@ MAX_ERROR_BODY = 64 << 10
 async def response_error(resp: Any, ref: str | None = None, name: str | None = None) -> RegistryError:
     """registry_error() for a response: its body (bounded; none for a HEAD, or if it breaks off),
     challenges and Retry-After."""
-    body = b""
-    if resp.method != "HEAD":
-        try:
-            body = await resp.content.read(MAX_ERROR_BODY)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-            pass
+    body: bytes | None = getattr(resp, "error_body", None)  # blobget's responses come with it read
+    if body is None:
+        body = b""
+        if resp.method != "HEAD":
+            try:
+                body = await resp.content.read(MAX_ERROR_BODY)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
     return registry_error(resp.status, body, resp.headers.getall("WWW-Authenticate", []), ref=ref, name=name,
                           retry_after=parse_retry_after(resp.headers.get("Retry-After")))
 
@@ -246,6 +257,7 @@ def transport_text(exc: BaseException) -> str:
     """A failed connection or read in the words of Go's net/http, as dockerd prints it."""
     import asyncio
     import errno
+    import http.client
     import socket
     import ssl
 
@@ -254,8 +266,12 @@ def transport_text(exc: BaseException) -> str:
     host = getattr(exc, "host", None)
     port = getattr(exc, "port", None)
     where = f"{host}:{port}" if host else ""
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        detail = str(getattr(exc.certificate_error, "verify_message", "") or exc.certificate_error)
+    if isinstance(exc, ConnectFailed) and isinstance(exc.os_error, ssl.SSLError):
+        exc = exc.os_error  # a handshake that failed: told like aiohttp's TLS errors below
+    cert_error = exc.certificate_error if isinstance(exc, aiohttp.ClientConnectorCertificateError) else \
+        exc if isinstance(exc, ssl.SSLCertVerificationError) else None
+    if cert_error is not None:
+        detail = str(getattr(cert_error, "verify_message", "") or cert_error)
         if "hostname" in detail or "IP address mismatch" in detail:
             return f"x509: certificate is not valid for {host}"
         if "expired" in detail:
@@ -267,7 +283,7 @@ def transport_text(exc: BaseException) -> str:
                                      "packet length too long", "http request")):
             return "http: server gave HTTP response to HTTPS client"
         return f"remote error: tls: {detail}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectFailed)):
         os_error = exc.os_error
         if isinstance(os_error, socket.gaierror) or isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())):
             return f"dial tcp: lookup {host} on {_nameserver()}: no such host"
@@ -285,9 +301,9 @@ def transport_text(exc: BaseException) -> str:
         return "dial tcp: i/o timeout"
     if isinstance(exc, (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
         return "net/http: timeout awaiting response headers"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, http.client.RemoteDisconnected)):
         return "EOF"
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, (aiohttp.ClientPayloadError, http.client.IncompleteRead)):
         return "unexpected EOF"
     if isinstance(exc, (ConnectionResetError, aiohttp.ClientOSError)):
         return "read: connection reset by peer"

@@ -64,13 +64,15 @@ class LayerIngest:
                 raise
             self._data_error = exc  # reported at finish(), unless the digest says more
 
-    # -- the same work as feed(), cut in three stages for a StagePipeline: store the
-    #    compressed bytes | inflate | hash and measure the tar. Each runs in its own thread:
+    # -- the same work as feed(), cut in three stages for a StageFeed: store the compressed
+    #    bytes (on the thread reading them) | inflate | hash and measure the tar. Each runs in
+    #    its own thread:
     #    inflating alone is the floor's longest part, so the tar's sha256 and meter run beside
     #    it, not after it (measured: 0.44 s vs 0.76 s of CPU on one thread for 256 MiB).
 
     def stages(self, split: bool = True) -> list["Stage"]:
-        """Three threads for a big layer; one (`split=False`) for a small one: a pull
+        """Three threads for a big layer; one (`split=False`: the reading thread does it all)
+        for a small one: a pull
         fetching several small layers at once keeps both cores busy with them already, and
         every hand-off between threads costs a wake-up and a GIL transfer."""
         if not split:
@@ -184,8 +186,8 @@ class LayerIngest:
         self._writer.abort()
 
 
-# A stage gets a list of pieces (as the network read them, never joined) and forwards what
-# the next stage needs.
+# A stage gets a list of pieces (as they were read, never joined) and forwards what the next
+# stage needs.
 Stage = Callable[[list[bytes], Callable[[Any], None]], None]
 SYNC_EVERY = 8 << 20
 _END = object()
@@ -202,7 +204,6 @@ class StagePipeline:
     def __init__(self, stages: list[Stage], depth: int = 1) -> None:
         self._queues: list[queue.Queue[Any]] = [queue.Queue(depth) for _ in stages]
         self.error: BaseException | None = None
-        self._on_room: Callable[[], None] | None = None  # called once when stage 0 takes a chunk
         # daemon threads: one stuck on a disk must never hold up the daemon's exit
         self._threads = [threading.Thread(target=self._run, args=(i, fn), daemon=True,
                                           name=f"ingest-stage-{i}") for i, fn in enumerate(stages)]
@@ -214,10 +215,6 @@ class StagePipeline:
         forward = self._queues[i + 1].put if i + 1 < len(self._queues) else _drop
         while True:
             item = inbox.get()
-            if i == 0 and self._on_room is not None:
-                on_room, self._on_room = self._on_room, None
-                if on_room is not None:
-                    on_room()
             if item is _END:
                 if i + 1 < len(self._queues):
                     self._queues[i + 1].put(_END)
@@ -228,40 +225,12 @@ class StagePipeline:
                 except BaseException as exc:  # noqa: BLE001 - handed to close()
                     self.error = exc
 
-    def try_put(self, data: list[bytes]) -> bool:
-        """Queue pieces without blocking; False if the first stage is busy."""
+    def put(self, data: list[bytes]) -> None:
+        """Queue pieces for the first stage, waiting while it is busy (from a worker thread);
+        raises the first stage error instead, so the producer stops."""
         if self.error is not None:
             raise self.error
-        try:
-            self._queues[0].put_nowait(data)
-            return True
-        except queue.Full:
-            return False
-
-    def has_room(self) -> bool:
-        return not self._queues[0].full()
-
-    async def wait_room(self) -> None:
-        """Until the first stage can take a chunk: woken by the stage's thread itself, not by
-        a worker thread blocked on the queue (one thread wake-up less per hand-off)."""
-        loop = asyncio.get_running_loop()
-        room: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not room.done():
-                room.set_result(None)
-
-        def on_room() -> None:
-            loop.call_soon_threadsafe(wake)
-
-        self._on_room = on_room
-        if self.has_room() or self.error is not None:  # it took one before we asked
-            self._on_room = None
-            return
-        try:
-            await room
-        finally:
-            self._on_room = None
+        self._queues[0].put(data)
 
     def close(self) -> None:
         """Let every queued chunk through, stop the threads, raise the first error (blocking)."""
@@ -287,48 +256,38 @@ class _Abandoned(Exception):
     pass
 
 
-def _drop(_: bytes) -> None:
+def _drop(_: Any) -> None:
     pass
 
 
-async def pump_stages(source: AsyncIterator[bytes], stages: list[Stage],
-                      on_progress: Callable[[int], None] | None = None, batch: int = CHUNK) -> int:
-    """pump() through a StagePipeline; when this returns, every stage has seen every byte.
+class StageFeed:
+    """A layer's stages fed by the thread that reads its bytes (a registry's blob body): the
+    first stage runs right there, with no hand-off; the others each in a thread of their own
+    (StagePipeline). feed() blocks while the second stage is busy: memory stays flat."""
 
-    Network pieces are small (up to 256 KiB); while the first stage is busy they are gathered,
-    up to `batch` bytes, and handed over as one list: each hand-off wakes a thread that must
-    win the GIL back, so fewer, bigger hand-offs keep both cores on hashing and inflating.
-    Never joined: a join copies every byte while holding the GIL the stages need."""
-    loop = asyncio.get_running_loop()
-    pipeline = StagePipeline(stages)
-    total = 0
-    pending: list[bytes] = []
-    held = 0
+    def __init__(self, stages: list[Stage]) -> None:
+        self._first = stages[0]
+        self._rest = StagePipeline(stages[1:]) if len(stages) > 1 else None
+        self._forward: Callable[[Any], None] = self._rest.put if self._rest is not None else _drop
+        self.total = 0
 
-    async def hand_over() -> None:
-        nonlocal pending, held
-        data, pending, held = pending, [], 0
-        while not pipeline.try_put(data):
-            await pipeline.wait_room()
+    def feed(self, piece: bytes) -> None:
+        self._first([piece], self._forward)
+        self.total += len(piece)
 
-    try:
-        async for chunk in source:
-            pending.append(chunk)
-            held += len(chunk)
-            total += len(chunk)
-            if on_progress is not None:
-                on_progress(total)
-            if held < batch and not pipeline.has_room():
-                continue  # the stage is busy: keep gathering
-            await hand_over()
-        if pending:
-            await hand_over()
-    except BaseException:
-        pipeline.abandon()  # the threads only drain from now on, and end
-        await asyncio.shield(loop.run_in_executor(None, pipeline.close_quietly))
-        raise
-    await loop.run_in_executor(None, pipeline.close)
-    return total
+    def close(self) -> None:
+        """Once every piece was fed: wait for the other stages, raise the first error (blocking)."""
+        if self._rest is not None:
+            self._rest.close()
+
+    def abandon(self) -> None:
+        """The fetch failed: drop what is queued; close_quietly() then ends the threads."""
+        if self._rest is not None:
+            self._rest.abandon()
+
+    def close_quietly(self) -> None:
+        if self._rest is not None:
+            self._rest.close_quietly()
 
 
 async def rechunk(source: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:

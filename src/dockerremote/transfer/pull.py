@@ -15,12 +15,11 @@ Messages follow dockerd 20.10 (distribution/pull_v2.go) where a client can see t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from dockerremote.errors import DigestMismatch, DockerRemoteError
 from dockerremote.oci import manifest as mf
@@ -30,7 +29,7 @@ from dockerremote.oci.digest import short_id
 from dockerremote.reference import Reference
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import LayerRecord
-from dockerremote.transfer.ingest import LayerIngest, pump_stages
+from dockerremote.transfer.ingest import LayerIngest, StageFeed
 from dockerremote.transfer.lease import AsyncLease
 from dockerremote.transfer.progress import ByteMeter, Event, Kind
 from dockerremote.transfer.scheduler import Handle, Scheduler, release_slot
@@ -58,8 +57,9 @@ class Repository(Protocol):
 
     async def manifest(self, tag_or_digest: str) -> _Fetched: ...
     async def tags(self) -> list[str]: ...
-    def blob(self, digest: str, size: int | None,
-             on_retry: Callable[[int, float, Any], Any] | None = None) -> AsyncIterator[bytes]: ...
+    async def fetch_blob(self, digest: str, size: int | None, consume: Callable[[bytes], None],
+                         on_retry: Callable[[int, float, Any], Any] | None = None,
+                         on_progress: Callable[[int], None] | None = None) -> None: ...
     async def blob_bytes(self, digest: str, max_size: int) -> bytes: ...
 
 
@@ -293,12 +293,13 @@ class Puller:
                 publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
 
         ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
+        feed: StageFeed | None = None
         try:
-            stages = ingest.stages(split=not desc.size or desc.size >= SPLIT_LAYER)
-            # blob() refuses bytes beyond desc.size itself; closing it early (a failure here)
-            # releases the connection at once
-            async with contextlib.aclosing(repo.blob(desc.digest, desc.size or None, on_retry)) as source:
-                await pump_stages(source, stages, on_progress=meter.update)
+            feed = StageFeed(ingest.stages(split=not desc.size or desc.size >= SPLIT_LAYER))
+            # the thread reading the body feeds the stages; fetch_blob refuses bytes beyond
+            # desc.size itself
+            await repo.fetch_blob(desc.digest, desc.size or None, feed.feed, on_retry, meter.update)
+            await asyncio.to_thread(feed.close)
             release_slot()  # hashed and inflated: the next download starts while this one syncs
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
@@ -313,6 +314,9 @@ class Puller:
             except DockerRemoteError as exc:
                 raise PullError(f"failed to register layer: {exc.message}") from exc
         except BaseException:
+            if feed is not None:
+                feed.abandon()  # its threads only drain from now on, and end
+                await asyncio.shield(asyncio.to_thread(feed.close_quietly))
             await asyncio.shield(asyncio.to_thread(ingest.abort))
             raise
         publish(Event(Kind.DOWNLOADED, sid))
