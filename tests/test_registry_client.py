@@ -734,60 +734,98 @@ def test_meta_headers_are_forwarded(anon: Seeded, proxy: FaultProxy) -> None:
     assert seen["x-meta-build"] == "42" and "x-other" not in seen
 
 
-def test_http_proxy_from_the_environment(anon: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTP_PROXY (with credentials) carries the manifest and the blob, each asked by its
-    absolute URL with Proxy-Authorization, as Go's transport does."""
-    import http.client
-    seen: list[tuple[str, str | None]] = []
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """A forward proxy: absolute-URL GETs are fetched for the client, CONNECT is tunnelled.
+    Every request is recorded in `seen` as (method, target, Proxy-Authorization)."""
 
-    class ForwardProxy(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, str | None]] = []
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            seen.append((self.path, self.headers.get("Proxy-Authorization")))
-            target = self.path.split("://", 1)[1]
-            host, path = target.split("/", 1)
-            conn = http.client.HTTPConnection(host)
-            conn.request("GET", "/" + path, headers={k: v for k, v in self.headers.items()
-                                                     if k.lower() not in ("proxy-authorization", "connection")})
-            r = conn.getresponse()
-            body = r.read()
-            self.send_response(r.status)
-            for k, v in r.getheaders():
-                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        import http.client
 
-        def log_message(self, *args: Any) -> None:
-            pass
+        self.seen.append(("GET", self.path, self.headers.get("Proxy-Authorization")))
+        host, path = self.path.split("://", 1)[1].split("/", 1)
+        conn = http.client.HTTPConnection(host, timeout=10)
+        conn.request("GET", "/" + path, headers={k: v for k, v in self.headers.items()
+                                                 if k.lower() not in ("proxy-authorization", "connection")})
+        r = conn.getresponse()
+        body = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ForwardProxy)
+    def do_CONNECT(self) -> None:  # noqa: N802
+        import select
+        import socket
+
+        self.seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=10)
+        self.send_response(200)
+        self.end_headers()
+        self.close_connection = True
+        ends = [self.connection, upstream]
+        while True:
+            ready, _, _ = select.select(ends, [], [], 10)
+            if not ready:
+                break
+            for s in ready:
+                data = s.recv(65536)
+                if not data:
+                    upstream.close()
+                    return
+                (upstream if s is self.connection else self.connection).sendall(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.skipif(non_loopback_ip() is None, reason="no address outside 127.0.0.0/8")
+def test_proxy_from_the_environment_as_go_decides(anon: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP(S)_PROXY with credentials carries every request to a registry elsewhere (https
+    through a CONNECT tunnel, plain http by absolute URL, Proxy-Authorization on both); a
+    loopback registry is reached directly, as Go's ProxyFromEnvironment decides."""
+    reg = start_registry(ip=non_loopback_ip() or "")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardProxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("HTTP_PROXY", f"http://pu:pp@127.0.0.1:{server.server_address[1]}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    digest, size = anon.blob
-
-    async def main() -> bytes:
-        regs = Registries(retry=FAST)
-        try:
-            repo = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
-            await repo.manifest("docker")
-            return await collect(repo, digest, size)
-        finally:
-            await regs.close()
+    _ForwardProxy.seen = []
+    proxy_url = f"http://pu:pp@127.0.0.1:{server.server_address[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, proxy_url)
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
     try:
-        data = run(main())
+        img = push_image(reg, "far/app", "1", [make_layer(7, 50_000)])
+
+        async def main() -> tuple[bytes, bytes]:
+            # insecure: https is tried first (tunnelled, it meets plain HTTP), then http
+            regs = Registries(insecure=[reg.host], retry=FAST)
+            try:
+                far = regs.repository(ref(f"{reg.host}/far/app"), None)
+                await far.manifest("1")
+                got_far = await collect(far, img.layer_digests[0], img.layer_sizes[0])
+                near = regs.repository(ref(f"{anon.reg.host}/team/app"), None)
+                await near.manifest("docker")
+                return got_far, await collect(near, *anon.blob)
+            finally:
+                await regs.close()
+        got_far, got_near = run(main())
     finally:
         server.shutdown()
         server.server_close()
-    assert sha256(data) == digest
-    want_auth = "Basic " + base64.b64encode(b"pu:pp").decode()
-    base = f"http://{anon.reg.host}/v2/team/app"
-    assert (f"{base}/manifests/docker", want_auth) in seen
-    assert (f"{base}/blobs/{digest}", want_auth) in seen
+        reg.stop()
+    assert sha256(got_far) == img.layer_digests[0] and sha256(got_near) == anon.blob[0]
+    auth = "Basic " + base64.b64encode(b"pu:pp").decode()
+    base = f"http://{reg.host}/v2/far/app"
+    assert ("CONNECT", reg.host, auth) in _ForwardProxy.seen
+    assert ("GET", f"{base}/manifests/1", auth) in _ForwardProxy.seen
+    assert ("GET", f"{base}/blobs/{img.layer_digests[0]}", auth) in _ForwardProxy.seen
+    assert not [s for s in _ForwardProxy.seen if anon.reg.host in s[1]]  # loopback: direct
 
 
 # --------------------------------------------------------------------------- endpoints

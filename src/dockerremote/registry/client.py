@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -149,10 +150,15 @@ class Registries:
         return self._thread_tls[ep]
 
     def proxy_for(self, url: str) -> str | None:
+        """The proxy for url from HTTP(S)_PROXY / NO_PROXY, as Go's ProxyFromEnvironment
+        decides: localhost and loopback addresses are always reached directly."""
         if not self._proxies:
             return None
         u = urllib.parse.urlsplit(url)
-        if urllib.request.proxy_bypass_environment(u.hostname or "", self._proxies):
+        host = u.hostname or ""
+        if host == "localhost" or _is_loopback(host):
+            return None
+        if urllib.request.proxy_bypass_environment(host, self._proxies):
             return None
         return self._proxies.get(u.scheme) or self._proxies.get("all")
 
@@ -594,6 +600,13 @@ _Follow = Callable[..., Awaitable[Any]]  # _follow / _follow_blob: (ep, method, 
 def _retries(ep: Endpoint, final: bool) -> dict[str, bool]:
     """Mirrors hand over instead of retrying; others retry statuses, the final one also dial failures."""
     return {"retry_status": final or not ep.mirror, "retry_transport": final}
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_digest(s: str) -> bool:
