@@ -275,6 +275,11 @@ class StageFeed:
         self._first([piece], self._forward)
         self.total += len(piece)
 
+    @property
+    def threaded(self) -> bool:
+        """Stages run in threads of their own: close() waits for them (run it off the loop)."""
+        return self._rest is not None
+
     def close(self) -> None:
         """Once every piece was fed: wait for the other stages, raise the first error (blocking)."""
         if self._rest is not None:

@@ -299,7 +299,8 @@ class Puller:
             # the thread reading the body feeds the stages; fetch_blob refuses bytes beyond
             # desc.size itself
             await repo.fetch_blob(desc.digest, desc.size or None, feed.feed, on_retry, meter.update)
-            await asyncio.to_thread(feed.close)
+            if feed.threaded:
+                await asyncio.to_thread(feed.close)
             release_slot()  # hashed and inflated: the next download starts while this one syncs
             meter.finish()
             publish(Event(Kind.VERIFYING, sid))
