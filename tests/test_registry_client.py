@@ -508,6 +508,62 @@ def test_blob_cut_many_times_and_before_any_byte(anon: Seeded, proxy: FaultProxy
         None, None, None, "bytes=50000-", "bytes=100000-", "bytes=150000-"]
 
 
+def test_chunked_blob_cut_mid_stream_is_resumed() -> None:
+    """A server that sends blobs chunked (no Content-Length), and cuts the first answer before
+    its last chunk: the cut is seen (not taken for the end) and the rest asked with Range."""
+    import os
+
+    from tests.support.httpserver import serving
+
+    blob = os.urandom(300_000)
+    digest = sha256(blob)
+    asked: list[str | None] = []
+
+    class Chunked(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path == "/v2/":
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            rng = self.headers.get("Range")
+            asked.append(rng)
+            start = int(rng[len("bytes="):-1]) if rng else 0
+            self.send_response(206 if rng else 200)
+            if rng:
+                self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            body = blob[start:]
+            cut = not rng
+            for i in range(0, len(body), 50_000):
+                if cut and i >= 150_000:
+                    self.close_connection = True
+                    return  # no last chunk: the connection just ends
+                part = body[i:i + 50_000]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with serving(Chunked) as url:
+        host = url.split("://", 1)[1]
+
+        async def main() -> bytes:
+            regs = Registries(retry=FAST)
+            try:
+                return await collect(regs.repository(ref(f"{host}/x"), None), digest, len(blob))
+            finally:
+                await regs.close()
+        got = run(main())
+    assert got == blob
+    assert asked == [None, "bytes=150000-"]
+
+
 def test_blob_from_a_registry_that_ignores_range(anon: Seeded, proxy: FaultProxy) -> None:
     digest, size = anon.blob
     proxy.drop_after(120_000)

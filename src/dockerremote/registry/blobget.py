@@ -29,7 +29,8 @@ from yarl import URL
 
 from dockerremote.registry.errors import MAX_ERROR_BODY, BlobInvalid, ConnectFailed, RegistryError
 
-CHUNK = 1 << 20           # one read: what a worker stores, hashes and inflates in one go
+CHUNK = 1 << 20           # the most one read takes: what a worker stores, hashes and inflates in one go
+REPORT_EVERY = 256 << 10  # progress goes to the event loop (a wake-up) after this many bytes
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
 _IDLE_PER_ORIGIN = 8      # kept-alive connections per origin (downloads run 3 at a time by default)
@@ -126,6 +127,10 @@ class BlobResponse:
     def read(self, n: int = CHUNK) -> bytes:
         """Up to n bytes of the body, b"" at its end (or where the connection ended)."""
         return self._resp.read(n)
+
+    def read1(self, n: int = CHUNK) -> bytes:
+        """What one receive brings, up to n bytes; b"" at the end (or where the connection ended)."""
+        return self._resp.read1(n)
 
     @property
     def cut_short(self) -> bool:
@@ -288,27 +293,40 @@ class BodyReader:
 
     def _run(self, report: Callable[[int], None] | None) -> None:
         resp = self._resp
+        reported = 0
         while not self._stop.is_set():
+            # read1: what one receive brought (up to CHUNK), so a connection that breaks loses
+            # nothing already received; the resume asks for the bytes after it
+            broke: BaseException | None = None
             try:
-                piece = resp.read(CHUNK)
+                piece = resp.read1(CHUNK)
                 if not piece and resp.cut_short:
                     raise http.client.IncompleteRead(b"")
+            except http.client.IncompleteRead as exc:
+                piece, broke = exc.partial, exc
             except (OSError, http.client.HTTPException) as exc:
-                self.broke = exc
+                piece, broke = b"", exc
+            if piece:
+                self._take(piece)
+                if report is not None and self.consumed - reported >= REPORT_EVERY:
+                    reported = self.consumed
+                    report(self.consumed)
+            if broke is not None or not piece:
+                self.broke = broke
+                break
+        if report is not None and self.consumed != reported:
+            report(self.consumed)
+
+    def _take(self, piece: bytes) -> None:
+        if self.skip:
+            if len(piece) <= self.skip:
+                self.skip -= len(piece)
                 return
-            if not piece:
-                return
-            if self.skip:
-                if len(piece) <= self.skip:
-                    self.skip -= len(piece)
-                    continue
-                piece, self.skip = piece[self.skip:], 0
-            if self._room is not None and self.consumed + len(piece) > self._room:
-                raise BlobInvalid(f"blob {self._digest} is larger than its size {self._size}")
-            self._consume(piece)
-            self.consumed += len(piece)
-            if report is not None:
-                report(self.consumed)
+            piece, self.skip = piece[self.skip:], 0
+        if self._room is not None and self.consumed + len(piece) > self._room:
+            raise BlobInvalid(f"blob {self._digest} is larger than its size {self._size}")
+        self._consume(piece)
+        self.consumed += len(piece)
 
 
 async def on_thread(fn: Callable[..., Any], *args: Any, on_cancel: Callable[[], None] | None = None,
