@@ -34,8 +34,8 @@ from dockerremote import __version__
 from dockerremote.reference import Reference
 from dockerremote.registry import auth as _auth
 from dockerremote.registry.auth import AuthConfig, Challenge, TokenCache, TokenError
-from dockerremote.registry.blobget import (BlobConnections, BlobResponse, BodyReader, Consume, RequestFailed,
-                                           next_hop, on_thread, open_blob, tls_for_thread)
+from dockerremote.registry.blobget import (MAX_REDIRECTS, REDIRECTS, BlobConnections, BlobResponse, BodyReader, Consume,
+                                           RequestFailed, next_hop, on_thread, open_blob, tls_for_thread)
 from dockerremote.registry.errors import (MAX_ERROR_BODY, BlobInvalid, ConnectFailed, ManifestInvalid,
                                           RegistryError, RegistryUnavailable, Unauthorized, response_error,
                                           transport_text)
@@ -55,7 +55,6 @@ MANIFEST_TYPES = (DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX)
 ACCEPT = ", ".join(MANIFEST_TYPES)
 
 MAX_MANIFEST = 4 << 20          # containerd's limit too
-MAX_REDIRECTS = 10
 MAX_TAG_PAGES = 10_000
 DOWN_FOR = 30.0                 # an endpoint that could not be reached is tried last for this long
 PING_TTL = 600.0                # a learnt challenge is reused for this long
@@ -554,13 +553,13 @@ class Repository(Uploads):
                                           isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("%s %s -> %d", method, _shown(str(target), origin), resp.status)
             location = resp.headers.get("Location")
-            if resp.status not in (301, 302, 303, 307, 308) or not location:
+            if resp.status not in REDIRECTS or not location:
                 return resp
             resp.release()
             if resp.status == 303:
                 method = "GET"
                 body = None
-            target = next_hop(target, resp.status, location, origin, h)
+            target = next_hop(target, location, origin, h)
         raise RegistryError(f'{method.capitalize()} "{_shown(url)}": stopped after {MAX_REDIRECTS} redirects')
 
     async def _follow_blob(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
