@@ -160,6 +160,37 @@ def test_token_cache_expiry_with_a_clock() -> None:
     assert cache.get(("k",)) is None
 
 
+def test_blob_workers_are_reused_daemon_threads() -> None:
+    """Jobs one after the other run on one kept worker (no thread started per job: starting
+    one stalls the event loop); jobs at once get a worker each; all are daemon threads."""
+    from dockerremote.registry.blobget import _DaemonWorkers
+
+    workers = _DaemonWorkers()
+    ran: list[tuple[int, bool]] = []
+    for _ in range(20):
+        done = threading.Event()
+        workers.submit(lambda d=done: (ran.append((threading.get_ident(), threading.current_thread().daemon)),
+                                       d.set()))
+        assert done.wait(10)
+    assert len(ran) == 20 and all(daemon for _, daemon in ran)
+    assert len({tid for tid, _ in ran}) <= 2  # the first worker, at most one more in a race
+
+    gate, started = threading.Event(), threading.Semaphore(0)
+    at_once: list[int] = []
+
+    def blocking() -> None:
+        at_once.append(threading.get_ident())
+        started.release()
+        gate.wait(10)
+
+    for _ in range(4):
+        workers.submit(blocking)
+    for _ in range(4):
+        assert started.acquire(timeout=10)  # all four run together: none waits for another
+    gate.set()
+    assert len(set(at_once)) == 4
+
+
 def test_hosts_endpoints_and_insecure_rules() -> None:
     async def main() -> None:
         h = Hosts(["http://127.0.0.1:5000", "https://mirror.example/"], ["10.0.0.0/8", "reg.example:5000"])
@@ -667,18 +698,19 @@ def test_flipped_byte_is_delivered_as_is(anon: Seeded, proxy: FaultProxy) -> Non
 
 def test_cancelled_fetch_waits_for_its_reading_thread(anon: Seeded) -> None:
     """consume() runs on the thread reading the body; a fetch that is cancelled returns only
-    once that thread is done with consume, and the thread ends: nothing runs on for a
-    download that is gone (its ingest is thrown away right after)."""
+    once that thread is done with consume, and nothing is consumed after: nothing runs on for
+    a download that is gone (its ingest is thrown away right after)."""
     digest, size = anon.blob
-    entered, release = threading.Event(), threading.Event()
-    calls: list[tuple[int, bool]] = []
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
+    calls: list[int] = []
 
     def consume(piece: bytes) -> None:
-        calls.append((threading.get_ident(), release.is_set()))
+        calls.append(threading.get_ident())
         entered.set()
         release.wait(10)
+        left.set()
 
-    async def main() -> None:
+    async def main() -> int:
         regs = Registries(retry=FAST)
         loop = asyncio.get_running_loop()
         try:
@@ -689,13 +721,14 @@ def test_cancelled_fetch_waits_for_its_reading_thread(anon: Seeded) -> None:
             loop.call_later(0.05, release.set)  # consume returns on its own time
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert release.is_set()  # the cancel waited for consume to return
+            assert left.is_set()  # the cancel waited for consume to return
+            return len(calls)
         finally:
             await regs.close()
 
-    run(main())
-    assert calls and calls[0][0] != threading.get_ident()  # not on the event loop's thread
-    assert not [t for t in threading.enumerate() if t.name == "blob-io"]
+    seen = run(main())
+    assert calls and calls[0] != threading.get_ident()  # not on the event loop's thread
+    assert len(calls) == seen  # nothing consumed once the fetch was cancelled
 
 
 def test_blob_size_is_enforced(anon: Seeded) -> None:

@@ -330,10 +330,50 @@ class BodyReader:
         self.consumed += len(piece)
 
 
+class _DaemonWorkers:
+    """Worker threads for blocking reads: daemon threads (a read stuck on a registry never holds
+    up the daemon's exit), kept while idle so a job is handed over without starting a thread.
+    Thread.start() waits until the new thread runs: on busy cores that stalled the event loop
+    for up to a millisecond, twice per blob. A worker idle for IDLE_FOR seconds ends."""
+
+    IDLE_FOR = 60.0
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a job, less the jobs queued for them
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._work, daemon=True, name="blob-io").start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_FOR)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0 and self._jobs.empty():
+                        self._idle -= 1
+                        return
+                continue  # a job was promised to this worker meanwhile: take it
+            job()
+            with self._lock:
+                self._idle += 1
+
+
+_WORKERS = _DaemonWorkers()
+
+
 async def on_thread(fn: Callable[..., Any], *args: Any, on_cancel: Callable[[], None] | None = None,
-                     on_abandon: Callable[[Any], None] | None = None) -> Any:
-    """fn(*args) on a daemon thread of its own: a read blocked on a registry must never hold up
-    the daemon's exit. Cancelled, either on_cancel() makes fn end soon and it is waited for
+                    on_abandon: Callable[[Any], None] | None = None) -> Any:
+    """fn(*args) on a daemon worker thread: a read blocked on a registry must never hold up the
+    daemon's exit. Cancelled, either on_cancel() makes fn end soon and it is waited for
     (nothing runs on for a caller that is gone), or the thread is left to finish and
     on_abandon(its result) tidies up after it."""
     loop = asyncio.get_running_loop()
@@ -357,7 +397,7 @@ async def on_thread(fn: Callable[..., Any], *args: Any, on_cancel: Callable[[], 
         except RuntimeError:  # the loop is closed: the daemon is going away
             pass
 
-    threading.Thread(target=run, daemon=True, name="blob-io").start()
+    _WORKERS.submit(run)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
