@@ -87,7 +87,8 @@ class _Ping:
 
 
 class Registries:
-    """One per daemon: the endpoints, the learnt challenges and tokens, one aiohttp session."""
+    """One per daemon: the endpoints, the learnt challenges and tokens, one aiohttp session, and
+    the kept-alive connections blob bodies are read over (blobget.py)."""
 
     def __init__(self, mirrors: list[str] | tuple[str, ...] = (), insecure: list[str] | tuple[str, ...] = (),
                  max_downloads: int = 3, *, retry: RetryPolicy | None = None,
