@@ -191,6 +191,23 @@ def test_blob_workers_are_reused_daemon_threads() -> None:
     assert len(set(at_once)) == 4
 
 
+def test_idle_blob_connections_are_reused_until_they_are_too_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerremote.registry import blobget
+
+    conns = blobget.BlobConnections("ua", 1, 1)
+    key = ("http", "127.0.0.1", 9, None)
+    first, reused = conns.take(key, None)
+    assert not reused
+    conns.give_back(key, first)
+    again, reused = conns.take(key, None)
+    assert reused and again is first
+    conns.give_back(key, again)
+    monkeypatch.setattr(blobget, "KEEPALIVE", 0.0)  # every idle one is too old now
+    fresh, reused = conns.take(key, None)
+    assert not reused and fresh is not first
+    conns.close()
+
+
 def test_hosts_endpoints_and_insecure_rules() -> None:
     async def main() -> None:
         h = Hosts(["http://127.0.0.1:5000", "https://mirror.example/"], ["10.0.0.0/8", "reg.example:5000"])

@@ -22,6 +22,7 @@ import queue
 import socket
 import ssl
 import threading
+import time
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
@@ -35,6 +36,9 @@ REPORT_EVERY = 256 << 10  # progress goes to the event loop (a wake-up) after th
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
 _IDLE_PER_ORIGIN = 8      # kept-alive connections per origin (downloads run 3 at a time by default)
+# an idle connection older than this is closed, not reused: a NAT or a proxy may have dropped it
+# without a word, and a request on it would wait for the read timeout (aiohttp's keepalive too)
+KEEPALIVE = 15.0
 
 _Key = tuple[str, str, int, str | None]  # scheme, host, port, proxy
 Consume = Callable[[bytes], None]  # takes a blob's pieces in order, on the thread reading them
@@ -58,21 +62,25 @@ class BlobConnections:
         self.user_agent = user_agent
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: dict[_Key, queue.SimpleQueue[http.client.HTTPConnection]] = {}
+        self._idle: dict[_Key, queue.SimpleQueue[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def _pool(self, key: _Key) -> "queue.SimpleQueue[http.client.HTTPConnection]":
+    def _pool(self, key: _Key) -> "queue.SimpleQueue[tuple[http.client.HTTPConnection, float]]":
         with self._lock:
             return self._idle.setdefault(key, queue.SimpleQueue())
 
     def take(self, key: _Key, tls: ssl.SSLContext | None) -> tuple[http.client.HTTPConnection, bool]:
         """An idle connection for key (True: reused) or a new, unconnected one."""
         pool = self._pool(key)
-        try:
-            return pool.get_nowait(), True
-        except queue.Empty:
-            pass
+        while True:
+            try:
+                conn, since = pool.get_nowait()
+            except queue.Empty:
+                break
+            if time.monotonic() - since < KEEPALIVE:
+                return conn, True
+            conn.close()
         scheme, host, port, proxy = key
         if proxy is not None:
             p = urlsplit(proxy)
@@ -94,7 +102,7 @@ class BlobConnections:
         if self._closed or pool.qsize() >= _IDLE_PER_ORIGIN:
             conn.close()
         else:
-            pool.put(conn)
+            pool.put((conn, time.monotonic()))
 
     def close(self) -> None:
         self._closed = True
@@ -103,7 +111,7 @@ class BlobConnections:
         for pool in pools:
             while True:
                 try:
-                    pool.get_nowait().close()
+                    pool.get_nowait()[0].close()
                 except queue.Empty:
                     break
 
