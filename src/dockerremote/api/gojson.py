@@ -131,34 +131,35 @@ def _string(d: bytes, i: int) -> int:
 def _number(d: bytes, i: int) -> int:
     n = len(d)
     if d[i] == 0x2D:
+        _digit_at(d, i + 1, "in numeric literal")
         i += 1
-        if i >= n:
-            raise IndexError
-        if not 0x30 <= d[i] <= 0x39:
-            raise _bad(d, i, "in numeric literal")
     if d[i] == 0x30:
         i += 1
     else:
-        while i < n and 0x30 <= d[i] <= 0x39:
-            i += 1
+        i = _digits(d, i)
     if i < n and d[i] == 0x2E:
-        i += 1
-        if i >= n:
-            raise IndexError
-        if not 0x30 <= d[i] <= 0x39:
-            raise _bad(d, i, "after decimal point in numeric literal")
-        while i < n and 0x30 <= d[i] <= 0x39:
-            i += 1
+        i = _digits(d, _digit_at(d, i + 1, "after decimal point in numeric literal"))
     if i < n and d[i] in b"eE":
         i += 1
         if i < n and d[i] in b"+-":
             i += 1
-        if i >= n:
-            raise IndexError
-        if not 0x30 <= d[i] <= 0x39:
-            raise _bad(d, i, "in exponent of numeric literal")
-        while i < n and 0x30 <= d[i] <= 0x39:
-            i += 1
+        i = _digits(d, _digit_at(d, i, "in exponent of numeric literal"))
+    return i
+
+
+def _digit_at(d: bytes, i: int, where: str) -> int:
+    """i, where a digit must be (IndexError past the end: the caller says "unexpected end")."""
+    if i >= len(d):
+        raise IndexError
+    if not 0x30 <= d[i] <= 0x39:
+        raise _bad(d, i, where)
+    return i
+
+
+def _digits(d: bytes, i: int) -> int:
+    """The index after the run of digits at i."""
+    while i < len(d) and 0x30 <= d[i] <= 0x39:
+        i += 1
     return i
 
 
