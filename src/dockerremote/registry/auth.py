@@ -76,6 +76,11 @@ class AuthConfig:
 _FIELDS = {f.name for f in fields(AuthConfig)}
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """The value of an Authorization (or Proxy-Authorization) header for username:password."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 def decode_registry_auth(header: str | None) -> AuthConfig | None:
     """X-Registry-Auth as dockerd reads it: base64url JSON; anything unreadable is anonymous."""
     if not header or not header.strip():
@@ -293,7 +298,7 @@ async def fetch_token_response(session: aiohttp.ClientSession, challenge: Challe
         if offline:
             params += [("offline_token", "true"), ("client_id", "docker")]
         if creds:
-            hdrs["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            hdrs["Authorization"] = basic_authorization(*creds)
         method, kwargs = "GET", {"params": params}
         url = realm
     try:

@@ -16,7 +16,6 @@ from the event loop, and BodyReader reads a body into the caller's consume() tha
 from __future__ import annotations
 
 import asyncio
-import base64
 import http.client
 import queue
 import socket
@@ -29,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 from multidict import CIMultiDict
 from yarl import URL
 
+from dockerremote.registry.auth import basic_authorization
 from dockerremote.registry.errors import MAX_ERROR_BODY, BlobInvalid, ConnectFailed, RegistryError
 
 CHUNK = 1 << 20           # the most one read takes: what a worker stores, hashes and inflates in one go
@@ -260,8 +260,7 @@ def _drain_and_release(resp: BlobResponse) -> None:
 def _proxy_auth(p: Any) -> dict[str, str]:
     if not p.username:
         return {}
-    creds = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-    return {"Proxy-Authorization": "Basic " + base64.b64encode(creds).decode()}
+    return {"Proxy-Authorization": basic_authorization(unquote(p.username), unquote(p.password or ""))}
 
 
 def tls_for_thread(ssl_setting: Any) -> ssl.SSLContext | None:

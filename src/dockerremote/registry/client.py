@@ -15,7 +15,6 @@ http for insecure registries. The last endpoint's error is the one reported. Aut
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import ipaddress
 import json
@@ -446,7 +445,7 @@ class Repository(Uploads):
                 creds = self.auth.basic() if self.auth else None
                 if not creds:
                     raise Unauthorized(f'{method.capitalize()} "{_shown(url)}": no basic auth credentials')
-                return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode(), None
+                return _auth.basic_authorization(*creds), None
         return None, None
 
     async def _bearer(self, ep: Endpoint, ch: Challenge, method: str, url: str, fresh: bool,

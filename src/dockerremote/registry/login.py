@@ -19,7 +19,6 @@ Texts and statuses as dockerd's:
 from __future__ import annotations
 
 import asyncio
-import base64
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -108,7 +107,7 @@ async def _login_at(registries: "Registries", ep: Endpoint, auth: AuthConfig) ->
         creds = auth.basic()
         if not creds:
             raise RegistryError(f'Get "{url}": no basic auth credentials')
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+        headers["Authorization"] = _auth.basic_authorization(*creds)
     resp = ping if not headers and ping.status == 200 else await get(headers)
     if resp.status == 200:
         return "Login Succeeded", identity

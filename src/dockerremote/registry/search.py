@@ -14,7 +14,6 @@ Errors carry dockerd's texts; they are all 500 but the limit's (400).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import urllib.parse
 from typing import Any
@@ -134,7 +133,7 @@ async def _authorization(registries: Any, session: aiohttp.ClientSession, ep: En
             return f"Bearer {token}"
     creds = auth.basic()
     if creds and creds[0]:
-        return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+        return _auth.basic_authorization(*creds)
     return None
 
 
