@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,20 +84,18 @@ def _open_ok(settings: config.Settings) -> bool:
     return bool(settings.tlsverify or settings.allow_nonloopback)
 
 
-async def _serve(settings: config.Settings) -> None:
+async def _serve(settings: config.Settings, binds: list[tuple[str, str, int | None]],
+                 tls: ssl.SSLContext | None) -> None:
+    """Serve on `binds` (checked hosts); TCP ones over `tls` when given."""
     from dockerremote.api.app import make_app
     from dockerremote.store.images import ImageStore
 
-    binds = [_check_host(h, _open_ok(settings), settings.tls_enabled) for h in settings.effective_hosts()]
-    tls = None
-    if settings.tls_enabled and any(kind == "tcp" for kind, _, _ in binds):
-        tls = server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
     store = await asyncio.to_thread(ImageStore, settings.data_root)
     app = make_app(store, settings)
     # Go's server takes up to 1 MiB of headers (an X-Registry-Auth with a long identity token
     # is several KiB) and hands a body over as sent, whatever its Content-Encoding says: the
-    # load and import paths detect compression by magic bytes, as dockerd does
-    # on SIGTERM, requests still running get SHUTDOWN_GRACE seconds, then are cancelled (their
+    # load and import paths detect compression by magic bytes, as dockerd does.
+    # On SIGTERM, requests still running get SHUTDOWN_GRACE seconds, then are cancelled (their
     # transfers clean up): aiohttp's default of 60 s outlasts what a service manager waits
     runner = web.AppRunner(app, access_log=None, handle_signals=False, max_line_size=MAX_HEADER,
                            max_field_size=MAX_HEADER, max_headers=1024, auto_decompress=False,
@@ -147,19 +146,19 @@ def main(argv: list[str] | None = None) -> int:
         settings = config.build(file_values, flags)
         level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(settings.log_level, settings.log_level.upper())
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for h in settings.effective_hosts():
-            _check_host(h, _open_ok(settings), settings.tls_enabled)
+        binds = [_check_host(h, _open_ok(settings), settings.tls_enabled) for h in settings.effective_hosts()]
         from dockerremote.registry.hosts import parse_insecure, validate_mirror
 
         for mirror in settings.registry_mirrors:  # refused at start, as dockerd does
             validate_mirror(mirror)
         parse_insecure(list(settings.insecure_registries))
+        tls = None
         if settings.tls_enabled:  # a missing or unreadable certificate stops the start, with its name
-            server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
+            tls = server_context(settings.tlscacert, settings.tlscert, settings.tlskey, settings.tlsverify)
         from dockerremote.tuning import tune_process
 
         tune_process()
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, binds, tls))
     except DockerRemoteError as exc:
         print(f"dockerremote: {exc.message}", file=sys.stderr)
         return 1
