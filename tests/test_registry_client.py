@@ -518,6 +518,26 @@ def _blob_requests(px: FaultProxy, digest: str) -> list[tuple[int, str | None, s
     return [(s.status, s.headers.get("range"), s.fault) for s in px.requests(f"/blobs/{digest}", "GET")]
 
 
+def test_blob_bodies_read_to_their_end_keep_their_connection(anon: Seeded, proxy: FaultProxy) -> None:
+    """Blobs fetched one after another reuse one kept-alive connection (a body read to its
+    Content-Length with read1() used to leave the connection unreturned: one connect per blob)."""
+    blobs = list(zip(anon.docker.layer_digests, anon.docker.layer_sizes)) * 3
+
+    async def main() -> None:
+        regs = Registries(retry=FAST)
+        try:
+            repo = regs.repository(ref(f"{proxy.host}/team/app"), None)
+            for digest, size in blobs:
+                data = await collect(repo, digest, size)
+                assert len(data) == size and sha256(data) == digest
+        finally:
+            await regs.close()
+    run(main())
+    gets = proxy.requests("/blobs/", "GET")
+    assert [s.status for s in gets] == [200] * len(blobs)
+    assert len({s.connection for s in gets}) == 1
+
+
 def test_blob_cut_mid_stream_is_resumed_with_range(anon: Seeded, proxy: FaultProxy) -> None:
     digest, size = anon.blob
     proxy.drop_after(100_000)

@@ -46,6 +46,7 @@ class Seen:
     status: int = 0                    # what the client was answered (0 = connection cut before)
     fault: str = ""                    # the fault applied, if any
     body_bytes: int = 0                # response body bytes sent to the client
+    connection: int = 0                # which client connection it came on (1, 2, ... as accepted)
 
 
 class FaultProxy:
@@ -58,6 +59,7 @@ class FaultProxy:
         self._ready = threading.Event()
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.connections = 0  # client connections accepted so far
         self._thread = threading.Thread(target=self._run, name="fault-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10) or self._server is None:
@@ -176,6 +178,9 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        with self._lock:
+            self.connections += 1
+            connection = self.connections
         up: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
@@ -195,7 +200,7 @@ class FaultProxy:
                     body = await reader.readexactly(n)
                 elif "chunked" in headers.get("transfer-encoding", "").lower():
                     body = await _read_chunked(reader)  # kept as sent: forwarded verbatim
-                seen = Seen(method, path, headers)
+                seen = Seen(method, path, headers, connection=connection)
                 with self._lock:
                     self.seen.append(seen)
                 fault = self._take(method, path)

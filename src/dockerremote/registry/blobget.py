@@ -154,6 +154,8 @@ class BlobResponse:
         if self._done:
             return
         self._done = True
+        if self._resp.length == 0 and not self._resp.isclosed():
+            self._resp.read()  # read1() never closes a body read to its end; read() does
         if self._resp.isclosed() and not self._resp.will_close:
             self._conns.give_back(self._key, self._conn)
         else:  # a body left unread would be read as the next response: never reuse it
