@@ -8,6 +8,7 @@ Nothing here touches the filesystem: member names are data.
 from __future__ import annotations
 
 import posixpath
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -68,9 +69,17 @@ def _parse_pax(data: bytes) -> dict[str, str]:
 
 
 def _checksum_ok(header: bytes) -> bool:
+    """The header's checksum: the sum of its bytes, the checksum field counted as 8 spaces;
+    unsigned, or signed as some old tars wrote it (Go's reader takes either)."""
     stored = _octal(header[148:156])
-    # the checksum field itself counts as 8 spaces
-    return stored == sum(header) - sum(header[148:156]) + 8 * 32
+    # adler32's low half is 1 + the byte sum mod 65521: exact for 256 bytes (at most 65280),
+    # and summed in C (a layer of small files has a header every few KiB)
+    total = (zlib.adler32(header[:256]) & 0xFFFF) + (zlib.adler32(header[256:]) & 0xFFFF) - 2
+    unsigned = total - sum(header[148:156]) + 8 * 32
+    if stored == unsigned:
+        return True
+    high = sum(1 for b in header[:148] + header[156:] if b >= 0x80)  # bytes that count negative
+    return high > 0 and stored == unsigned - 256 * high
 
 
 @dataclass
