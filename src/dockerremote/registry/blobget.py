@@ -136,6 +136,7 @@ class BlobResponse:
         self.content_length = int(length) if length and length.isdigit() else None
         self.error_body = b""
         self._done = False
+        self._aborted = False
 
     def read(self, n: int = CHUNK) -> bytes:
         """Up to n bytes of the body, b"" at its end (or where the connection ended)."""
@@ -156,13 +157,14 @@ class BlobResponse:
         self._done = True
         if self._resp.length == 0 and not self._resp.isclosed():
             self._resp.read()  # read1() never closes a body read to its end; read() does
-        if self._resp.isclosed() and not self._resp.will_close:
+        if self._resp.isclosed() and not self._resp.will_close and not self._aborted:
             self._conns.give_back(self._key, self._conn)
-        else:  # a body left unread would be read as the next response: never reuse it
+        else:  # a body left unread would be read as the next response, an aborted one is shut
             self._conn.close()
 
     def abort(self) -> None:
         """Unblock a read in another thread (the caller gave up); the connection is dropped."""
+        self._aborted = True
         sock = self._conn.sock
         if sock is not None:
             try:
