@@ -248,6 +248,36 @@ def test_platform_mismatch_of_a_single_arch_image_warns(daemon: Engine, registry
                                        "the specified platform: wanted linux/arm/v5, actual: linux/arm/v7"}
 
 
+def test_an_os_other_than_linux_is_refused_as_dockerd_does(daemon: Engine, registry: Registry) -> None:  # noqa: F811
+    """The platform asked for names another OS: refused before any layer line. An image whose
+    config says windows: refused when the config arrives (its layers were listed already).
+    Nothing is stored either way; an OS other than Linux in the config is refused too."""
+    linux = push_image(registry, "team/os", "linux", [make_layer(42, 4 * KB)])
+    win = push_image(registry, "team/os", "win", [make_layer(43, 4 * KB)], platform="windows/amd64")
+    bsd = push_image(registry, "team/os", "bsd", [make_layer(44, 4 * KB)], platform="freebsd/amd64")
+    repo = f"{registry.host}/team/os"
+    win_msg = 'image operating system "windows" cannot be used on this platform'
+    unsupported = "operating system is not supported"
+    for tag, platform, msg in (("linux", "windows/amd64", unsupported), ("linux", "FreeBSD", unsupported),
+                               ("win", "windows/amd64", win_msg), ("win", "linux/amd64", win_msg),
+                               ("bsd", "linux", unsupported)):
+        r = pull(daemon, repo, tag, platform=platform)
+        assert r.status == 200
+        lines = r.lines()
+        assert lines[0] == {"status": "Pulling from team/os", "id": tag}
+        assert lines[-1] == {"errorDetail": {"message": msg}, "error": msg}, (tag, platform)
+        if platform.lower().startswith(("windows", "freebsd")):
+            assert len(lines) == 2  # no layer line at all
+    r = pull(daemon, repo, "win")  # no platform asked: the layers are listed, then the config refused
+    assert r.lines()[-1] == {"errorDetail": {"message": win_msg}, "error": win_msg}
+    assert {"status": "Pulling fs layer", "progressDetail": {}, "id": win.layer_digests[0][7:19]} in r.lines()
+    for p in (linux, win, bsd):
+        assert daemon.request("GET", f"/v1.41/images/{p.config_digest}/json").status == 404
+    cli = daemon.docker("pull", f"{repo}:win")
+    assert cli.returncode != 0 and win_msg in cli.stderr.decode()
+    assert pull(daemon, repo, "linux", platform="linux/amd64").lines()[-1]["status"].startswith("Status: Downloaded")
+
+
 # -- errors before the stream ------------------------------------------------------------------
 
 def test_errors_before_the_stream(daemon: Engine, registry: Registry, app: tuple[Pushed, list[bytes]]) -> None:  # noqa: F811

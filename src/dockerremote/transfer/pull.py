@@ -42,6 +42,7 @@ MAX_CONFIG = 8 << 20
 
 ROOTFS_MISMATCH = "layers from manifest don't match image configuration"
 ROOTFS_INVALID = "invalid rootfs in image configuration"
+OS_NOT_SUPPORTED = "operating system is not supported"
 
 AsyncEmit = Callable[[Event], Awaitable[None]]
 
@@ -141,7 +142,8 @@ class Puller:
             async with AsyncLease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
                 config, records, summary = None, None, None
                 if self.store.get(image_id) is None:
-                    config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held)
+                    config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held,
+                                                                      req.platform)
                 await emit(Event(Kind.DIGEST, text=resolved.top_digest))
                 changed = await asyncio.to_thread(self._commit, ref, resolved, config, summary, records)
                 # where these blobs live: a push to another repository of this registry mounts them
@@ -154,7 +156,9 @@ class Puller:
     async def _select(self, repo: Repository, top: mf.Manifest, top_digest: str,
                       want: plat.Platform | None) -> _Resolved:
         if isinstance(top, mf.ImageManifest):
-            return _Resolved(top, top_digest)  # single-arch: pulled whatever its platform (dockerd 20.10)
+            # single-arch: pulled whatever its architecture (dockerd 20.10); an OS other than
+            # Linux is refused with the config (_fetch_image)
+            return _Resolved(top, top_digest)
         i = plat.select(want, top.platforms())
         if i is None:
             raise PullError(plat.no_match_message(want))
@@ -171,13 +175,19 @@ class Puller:
     # -- config and layers -------------------------------------------------------------------
 
     async def _fetch_image(self, repo: Repository, m: mf.ImageManifest, emit: AsyncEmit,
-                           held: list[Handle[Any]]) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
+                           held: list[Handle[Any]], platform: plat.Platform | None = None,
+                           ) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
         """Config and layers, verified and committed as blobs; the caller releases `held`."""
         async def fetch_config(publish: Callable[[Event], None]) -> bytes:
             return await repo.blob_bytes(m.config.digest, MAX_CONFIG)
 
         config_handle = self.configs.join(m.config.digest, fetch_config)
         held.append(config_handle)
+        if platform is not None and not _os_supported(platform.os):
+            # dockerd's download manager refuses the layer store's OS before a single layer
+            # line; the config's own complaint, if any, is reported first
+            await self._config(config_handle, m)
+            raise PullError(OS_NOT_SUPPORTED)
         records: list[LayerRecord | None] = [None] * len(m.layers)
         handles: dict[str, Handle[LayerRecord]] = {}
         # Layers start downloading while the config is on its way (as dockerd does): each
@@ -205,14 +215,7 @@ class Puller:
                     handles[desc.digest] = self.scheduler.join(
                         desc.digest, self._downloader(repo, desc, diff_ids, i), short_id(desc.digest))
                     held.append(handles[desc.digest])
-            try:
-                config = await config_handle.result()
-            except DockerRemoteError as exc:
-                text = exc.message
-                if isinstance(exc, DigestMismatch):
-                    text = f"image config verification failed for digest {m.config.digest}"
-                raise PullError(f"error pulling image configuration: {text}") from exc
-            summary = _summary(config)
+            config, summary = await self._config(config_handle, m)
             if len(summary.diff_ids) != len(m.layers):
                 raise PullError(ROOTFS_MISMATCH)
             diff_ids.set_result(summary.diff_ids)
@@ -227,6 +230,18 @@ class Puller:
         if [r.diff_id for r in done] != summary.diff_ids:
             raise PullError(ROOTFS_MISMATCH)
         return config, summary, done
+
+    @staticmethod
+    async def _config(handle: Handle[bytes], m: mf.ImageManifest) -> tuple[bytes, ConfigSummary]:
+        """The image config, fetched and checked as dockerd's receiveConfig does."""
+        try:
+            config = await handle.result()
+        except DockerRemoteError as exc:
+            text = exc.message
+            if isinstance(exc, DigestMismatch):
+                text = f"image config verification failed for digest {m.config.digest}"
+            raise PullError(f"error pulling image configuration: {text}") from exc
+        return config, _summary(config)
 
     async def _run_layers(self, m: mf.ImageManifest, records: list[LayerRecord | None],
                           handles: dict[str, Handle[LayerRecord]], emit: AsyncEmit,
@@ -392,12 +407,22 @@ class Puller:
 
 
 
+def _os_supported(os_: str) -> bool:
+    """The OS of an image this daemon can store: Linux, or none said (Go's EqualFold)."""
+    return os_ == "" or os_.lower() == "linux"
+
+
 def _summary(config: bytes) -> ConfigSummary:
     try:
         summary = summarize(config)
         rootfs = json.loads(config).get("rootfs")
     except (ConfigError, ValueError) as exc:
         raise PullError(str(exc)) from None
+    # dockerd's PlatformFromConfig on Linux
+    if summary.os == "windows":
+        raise PullError('image operating system "windows" cannot be used on this platform')
+    if not _os_supported(summary.os):
+        raise PullError(OS_NOT_SUPPORTED)
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
         raise PullError(ROOTFS_INVALID)
     return summary
