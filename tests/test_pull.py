@@ -312,6 +312,12 @@ def test_unreachable_registry_is_a_500(daemon: Engine) -> None:
     host = f"127.0.0.1:{free_port()}"
     r = pull(daemon, f"{host}/x", "1")
     assert r.status == 500 and r.json()["message"]
+    # a name that does not resolve is named as written, as Go prints it (the URL lowers nothing)
+    r = pull(daemon, "NoSuch.Invalid/x", "1")
+    assert r.status == 500
+    message = r.json()["message"]
+    assert message.startswith('Get "https://NoSuch.Invalid/v2/": dial tcp: lookup NoSuch.Invalid on '), message
+    assert message.endswith(": no such host"), message
 
 
 def test_digest_mismatch_in_manifest_and_config_count(daemon: Engine, registry: Registry) -> None:  # noqa: F811

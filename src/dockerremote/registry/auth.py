@@ -309,7 +309,7 @@ async def fetch_token_response(session: aiohttp.ClientSession, challenge: Challe
             status = resp.status
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         target = realm if method == "POST" else str(URL(realm).with_query(kwargs["params"]))
-        raise TokenError(f'{method.capitalize()} "{target}": {transport_text(exc)}') from None
+        raise TokenError(f'{method.capitalize()} "{target}": {transport_text(exc, target)}') from None
     if status != 200:
         parsed = parse_error_body(status, body) if 400 <= status < 500 else None
         if isinstance(parsed, tuple):

@@ -199,7 +199,7 @@ class Registries:
                     challenges = _auth.parse_challenges(resp.headers.getall("WWW-Authenticate", []))
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 self.mark_down(ep)
-                raise RegistryUnavailable(f'Get "{url}": {transport_text(exc)}',
+                raise RegistryUnavailable(f'Get "{url}": {transport_text(exc, url)}',
                                           isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("ping %s: %s", ep.url, [c.scheme for c in challenges])
             self.learn(ep, challenges)
@@ -256,7 +256,7 @@ class Repository(Uploads):
                 content_type = resp.headers.get("Content-Type", "")
                 served = resp.headers.get("Docker-Content-Digest", "")
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}') from None
+                raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc, url)}') from None
             finally:
                 resp.release()
             return _check_manifest(data, content_type, tag_or_digest, served)
@@ -285,7 +285,7 @@ class Repository(Uploads):
                     link = resp.headers.get("Link", "")
                     base = resp.url
                 except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                    raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc)}') from None
+                    raise RegistryUnavailable(f'Get "{_shown(url)}": {transport_text(exc, url)}') from None
                 finally:
                     resp.release()
                 try:
@@ -549,7 +549,7 @@ class Repository(Uploads):
                 if target.origin() == origin and isinstance(exc, aiohttp.ClientConnectorError):
                     self.registries.mark_down(ep)  # could not even connect: try it last for a while
                 raise RegistryUnavailable(f'{method.capitalize()} "{_shown(str(target), origin)}": '
-                                          f'{transport_text(exc)}',
+                                          f'{transport_text(exc, str(target))}',
                                           isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("%s %s -> %d", method, _shown(str(target), origin), resp.status)
             location = resp.headers.get("Location")
@@ -579,7 +579,7 @@ class Repository(Uploads):
             connect_failed = isinstance(exc.error, ConnectFailed)
             if connect_failed and URL(exc.url).origin() == origin:
                 self.registries.mark_down(ep)  # could not even connect: try it last for a while
-            raise RegistryUnavailable(f'Get "{_shown(exc.url, origin)}": {transport_text(exc.error)}',
+            raise RegistryUnavailable(f'Get "{_shown(exc.url, origin)}": {transport_text(exc.error, exc.url)}',
                                       connect_failed) from None
 
     async def _error(self, resp: Any, tag_or_digest: str | None) -> RegistryError:

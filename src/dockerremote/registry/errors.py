@@ -253,8 +253,15 @@ def _nameserver() -> str:
     return "127.0.0.53:53"
 
 
-def transport_text(exc: BaseException) -> str:
-    """A failed connection or read in the words of Go's net/http, as dockerd prints it."""
+def _host_as_written(url: str) -> str:
+    """The host part of a URL with its case kept (yarl lowers it; Go prints it as written)."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    return host if host.startswith("[") else host.split(":", 1)[0]
+
+
+def transport_text(exc: BaseException, url: str = "") -> str:
+    """A failed connection or read in the words of Go's net/http, as dockerd prints it
+    (`url`: the one asked for, whose host a failed lookup names as it was written)."""
     import asyncio
     import errno
     import http.client
@@ -286,6 +293,9 @@ def transport_text(exc: BaseException) -> str:
     if isinstance(exc, (aiohttp.ClientConnectorError, ConnectFailed)):
         os_error = exc.os_error
         if isinstance(os_error, socket.gaierror) or isinstance(exc, getattr(aiohttp, "ClientConnectorDNSError", ())):
+            written = _host_as_written(url)
+            if host is None or written.lower() == str(host).lower():
+                host = written or host
             return f"dial tcp: lookup {host} on {_nameserver()}: no such host"
         if isinstance(os_error, ConnectionRefusedError):
             return f"dial tcp {where}: connect: connection refused"

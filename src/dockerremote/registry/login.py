@@ -82,7 +82,7 @@ async def _login_at(registries: "Registries", ep: Endpoint, auth: AuthConfig) ->
                 await resp.content.read(MAX_BODY)
                 return resp
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise _NotARegistry(RegistryUnavailable(f'Get "{url}": {transport_text(exc)}')) from None
+            raise _NotARegistry(RegistryUnavailable(f'Get "{url}": {transport_text(exc, url)}')) from None
 
     ping = await get({})
     is_registry = "registry/2.0" in ping.headers.get("Docker-Distribution-API-Version", "")

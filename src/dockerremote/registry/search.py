@@ -83,7 +83,7 @@ async def search(registries: Any, term: str, limit: int, auth: AuthConfig | None
             status = resp.status
             body = await resp.content.read(MAX_BODY)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise DockerRemoteError(f'Get "{url}": {transport_text(exc)}') from None
+        raise DockerRemoteError(f'Get "{url}": {transport_text(exc, url)}') from None
     if status != 200:
         raise DockerRemoteError(f"Unexpected status code {status}")
     return _results(body)
@@ -120,7 +120,7 @@ async def _ping(registries: Any, session: aiohttp.ClientSession, ep: Endpoint, h
             await resp.content.read(MAX_BODY)
         return None
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        return f'Get "{url}": {transport_text(exc)}'
+        return f'Get "{url}": {transport_text(exc, url)}'
 
 
 async def _authorization(registries: Any, session: aiohttp.ClientSession, ep: Endpoint,
