@@ -115,6 +115,34 @@ def test_pull_by_digest_stores_only_the_digest_ref(daemon: Engine, registry: Reg
     ]
 
 
+def test_a_tag_beside_a_digest_finds_the_digest(daemon: Engine, registry: Registry,  # noqa: F811
+                                                app: tuple[Pushed, list[bytes]]) -> None:
+    """`name:tag@digest` (compose's pinned form) is looked up by the digest alone, whatever the
+    tag says, as dockerd's reference store does: inspect, history, tag, save and rmi."""
+    import io
+    import tarfile
+
+    pushed, _ = app
+    repo = f"{registry.host}/team/app"
+    assert pull(daemon, repo, "1.2").status == 200
+    for name in (f"{repo}:1.2@{pushed.manifest_digest}", f"{repo}:nope@{pushed.manifest_digest}"):
+        assert inspect(daemon, name)["Id"] == pushed.config_digest
+        assert daemon.request("GET", f"/v1.41/images/{name}/history").status == 200
+        r = daemon.request("GET", f"/v1.41/images/get?names={name}")
+        assert r.status == 200
+        manifest = json.loads(tarfile.open(fileobj=io.BytesIO(r.body)).extractfile("manifest.json").read())
+        assert [m["RepoTags"] for m in manifest] == [None]  # a digest is no tag to restore
+    assert daemon.request("POST", f"/v1.41/images/{repo}:x@{pushed.manifest_digest}/tag?repo=pinned&tag=1").status == 201
+    assert inspect(daemon, "pinned:1")["Id"] == pushed.config_digest
+    other = "sha256:" + "0" * 64
+    assert daemon.request("GET", f"/v1.41/images/{repo}:1.2@{other}/json").status == 404
+    # rmi removes the digest ref (shown as given) and keeps the tags
+    r = daemon.request("DELETE", f"/v1.41/images/{repo}:1.2@{pushed.manifest_digest}")
+    assert r.status == 200 and r.json() == [{"Untagged": f"{repo}:1.2@{pushed.manifest_digest}"}]
+    info = inspect(daemon, pushed.config_digest)
+    assert info["RepoDigests"] == [] and f"{repo}:1.2" in info["RepoTags"]
+
+
 def test_cli_pull_all_tags(daemon: Engine, registry: Registry, app: tuple[Pushed, list[bytes]]) -> None:  # noqa: F811
     pushed, _ = app
     repo = f"{registry.host}/team/app"

@@ -90,6 +90,14 @@ class Reference:
             return Reference(self.domain, self.path, DEFAULT_TAG)
         return self
 
+    def stored_form(self) -> "Reference":
+        """The reference a store keeps for this one: `:latest` added to a bare name, and a tag
+        beside a digest dropped (`name:tag@digest` finds `name@digest`, as dockerd's reference
+        store favours the digest, whatever the tag says)."""
+        if self.digest is not None and self.tag is not None:
+            return Reference(self.domain, self.path, None, self.digest)
+        return self.tagged_or_latest()
+
 
 def validate_digest(digest: str) -> None:
     algo, sep, hexpart = digest.partition(":")

@@ -192,7 +192,7 @@ class ImageStore:
                 if img is not None:
                     return img, None
                 raise
-            ref = ref.tagged_or_latest() if ref.digest is None else ref
+            ref = ref.stored_form()
             image_id = self.index.refs.get(str(ref))
             if image_id is not None:
                 return images[image_id], ref
@@ -231,7 +231,8 @@ class ImageStore:
             records: list[DeleteRecord] = []
             if ref is not None and not self._is_id_prefix(img, name):
                 self.index.remove_refs([str(ref)])
-                records.append(DeleteRecord(untagged=ref.familiar))
+                shown = reference.parse(name) if ref.digest is not None else ref  # name:tag@digest as given
+                records.append(DeleteRecord(untagged=shown.familiar))
                 remaining = self.refs_of(img)
                 if ref.digest is None and not any(r.tag and r.name == ref.name for r in remaining):
                     digests = [r for r in remaining if r.digest and r.name == ref.name]

@@ -306,7 +306,7 @@ def select_images(store: ImageStore, names: list[str]) -> list[SaveItem]:
             if not found:
                 add(search(name))
         else:
-            image_id = store.index.refs.get(str(ref))
+            image_id = store.index.refs.get(str(ref.stored_form()))
             if image_id is None:
                 raise NotFound("reference does not exist")
             add(image_id, ref)
