@@ -58,6 +58,10 @@ def test_exact_match_is_go_semantics() -> None:
     assert f.exact_match("dangling", "true") and f.exact_match("dangling", "false")
     assert not f.exact_match("dangling", "True")  # case-sensitive
     assert f.exact_match("empty", "anything") and f.exact_match("absent", "anything")
+    # the map form's false values: listed by get(), never an exact match (Go's ExactMatch)
+    f = flt.parse('{"dangling":{"true":false},"label":{"a":true,"b":false}}')
+    assert f.get("dangling") == ["true"] and not f.exact_match("dangling", "true")
+    assert f.exact_match("label", "a") and not f.exact_match("label", "b")
 
 
 def test_match_kv_list() -> None:

@@ -367,6 +367,11 @@ def test_prune_dangling_then_all(daemon: Engine) -> None:
     assert got == {"ImagesDeleted": [{"Untagged": "pt:1"}, {"Deleted": t}, {"Deleted": chain_of(b"tagged")}],
                    "SpaceReclaimed": 6}
     assert ls(daemon) == []
+    # {"dangling":{"true":false}} says neither true nor false: refused, as dockerd, nothing pruned
+    imp(daemon, b"kept")
+    r = daemon.request("POST", "/images/prune?" + q(filters='{"dangling":{"true":false}}'))
+    assert (r.status, r.json()) == (400, {"message": "Invalid filter 'dangling=[true]'"})
+    assert len(ls(daemon)) == 1
 
 
 def test_prune_filters(daemon: Engine) -> None:

@@ -14,8 +14,13 @@ from dockerremote.transfer.dockerfile import go_duration_ns
 
 
 class Filters:
-    def __init__(self, values: dict[str, list[str]]) -> None:
+    """Go's filters.Args: `values` are the keys of each filter's map (what Get and the pattern
+    matches see); `off` the (key, value) pairs the map sets to false, which exact_match, as
+    Go's ExactMatch, does not count."""
+
+    def __init__(self, values: dict[str, list[str]], off: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.values = values
+        self.off = off
 
     def contains(self, key: str) -> bool:
         return key in self.values
@@ -30,7 +35,7 @@ class Filters:
 
     def exact_match(self, key: str, value: str) -> bool:
         vals = self.values.get(key)
-        return not vals or value in vals
+        return not vals or (value in vals and (key, value) not in self.off)
 
     def match_kv_list(self, key: str, labels: dict[str, str] | None) -> bool:
         wanted = self.values.get(key)
@@ -62,7 +67,8 @@ def parse(raw: str | None) -> Filters:
         return Filters({})
     error = gojson.unmarshal_error(data, "map[string]map[string]bool")
     if error is None:
-        return Filters({k: list(v or {}) for k, v in data.items()})
+        return Filters({k: list(v or {}) for k, v in data.items()},
+                       frozenset((k, x) for k, v in data.items() for x, on in (v or {}).items() if not on))
     if gojson.unmarshal_error(data, "map[string][]string") is not None:
         raise InvalidArgument(error)
     return Filters({k: [x for x in v or [] if x is not None] for k, v in data.items()})
