@@ -541,6 +541,11 @@ def _bad_cases() -> list[tuple[str, bytes, str]]:
         ("not-a-tar", b"hello, this is not a tar archive" * 40, "Error processing tar file(exit status 1): archive/tar: invalid tar header"),
         ("no-manifest", tar_of([("foo", b"bar")]),
          "invalid archive: it has neither manifest.json nor index.json (legacy v1 archives are not supported)"),
+        # a manifest.json that is not JSON: Go's json.Decoder's words, as dockerd says them
+        ("manifest-not-json", tar_of([("manifest.json", b"{bad]")]),
+         "invalid character 'b' looking for beginning of object key string"),
+        ("manifest-cut", tar_of([("manifest.json", b'[{"Config"')]), "unexpected EOF"),
+        ("manifest-empty", tar_of([("manifest.json", b"")]), "EOF"),
     ]
 
 
@@ -561,7 +566,7 @@ def test_broken_archives_answer_as_dockerd(daemon: Engine, dockerd: Engine) -> N
     """Where dockerd itself refuses an archive, the same lines (it loads some we refuse, and
     hangs on a FIFO posing as a config: those cases are ours alone)."""
     by_name = {name: data for name, data, _ in BAD}
-    for name in ("truncated", "truncated-gzip"):
+    for name in ("truncated", "truncated-gzip", "manifest-not-json", "manifest-cut", "manifest-empty"):
         assert load_raw(daemon, by_name[name]) == load_raw(dockerd, by_name[name]), name
 
 

@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from dockerremote.api import gojson
+from dockerremote import gojson
 from dockerremote.errors import DockerRemoteError, InvalidArgument
 from dockerremote.transfer.dockerfile import go_duration_ns
 

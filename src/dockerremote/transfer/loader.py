@@ -28,7 +28,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from dockerremote import reference
+from dockerremote import gojson, reference
 from dockerremote.errors import DockerRemoteError
 from dockerremote.oci import compression
 from dockerremote.oci.config import ConfigError, ConfigSummary, summarize
@@ -339,8 +339,11 @@ class LoadSession:
         data = self._json_member("manifest.json", "manifest")
         try:
             manifest = json.loads(data)
-        except ValueError as exc:
-            raise LoadError(f"invalid manifest.json: {exc}") from exc
+        except ValueError as exc:  # dockerd says what Go's json.Decoder says
+            text = gojson.syntax_error(data.decode("utf-8", "surrogateescape"))
+            if text == "unexpected end of JSON input":  # Unmarshal's words; a Decoder's:
+                text = "unexpected EOF" if data.strip() else "EOF"
+            raise LoadError(text or f"invalid manifest.json: {exc}") from exc
         if manifest is None:
             return []
         if not isinstance(manifest, list) or not all(isinstance(m, dict) for m in manifest):

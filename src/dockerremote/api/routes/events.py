@@ -17,7 +17,7 @@ from aiohttp import web
 
 from dockerremote import reference
 from dockerremote.api import filters as flt
-from dockerremote.api import gojson
+from dockerremote import gojson
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import dumps
 from dockerremote.errors import InvalidArgument

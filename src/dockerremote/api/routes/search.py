@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockerremote.api import filters as flt
-from dockerremote.api import gojson
+from dockerremote import gojson
 from dockerremote.api.app import Ctx, Router
 from dockerremote.api.jsonstream import json_response
 from dockerremote.errors import DockerRemoteError, InvalidArgument

@@ -1,4 +1,5 @@
-"""Go's encoding/json error texts, for the JSON a client sends in a query parameter.
+"""Go's encoding/json error texts, for the JSON a client sends (a query parameter, an archive's
+manifest.json). A leaf like reference.py: stdlib and errors only, for any layer.
 
 dockerd answers a malformed `filters` with the words of Go's decoder ("invalid character 'o'
 in literal null (expecting 'u')", "json: cannot unmarshal array into Go value of type
