@@ -532,9 +532,12 @@ def _bad_cases() -> list[tuple[str, bytes, str]]:
          "invalid manifest, layers length mismatch: expected 2, got 1"),
         ("config-not-json", with_manifest([("c.json", b"not json at all"), ("l/layer.tar", lay)], ["l/layer.tar"],
                                           config_path="c.json"),
-         "invalid image config c.json: Expecting value: line 1 column 1 (char 0)"),
+         "invalid character 'o' in literal null (expecting 'u')"),
         ("config-no-rootfs", with_manifest([("c.json", b'{"os":"linux"}')], [], config_path="c.json"),
          "invalid image JSON, no RootFS key"),
+        ("config-null", with_manifest([("c.json", b"null")], [], config_path="c.json"), "invalid image JSON, no RootFS key"),
+        ("config-array", with_manifest([("c.json", b"[1]")], [], config_path="c.json"),
+         "json: cannot unmarshal array into Go value of type image.Image"),
         ("bad-tag", with_manifest([(h + ".json", cfg), ("l/layer.tar", lay)], ["l/layer.tar"], tags=["evil"]),
          'invalid tag "evil"'),
         ("second-image-bad", two, f'invalid diffID for layer 0: expected "{sha(second_lay)}", got "{sha(other)}"'),
@@ -566,7 +569,8 @@ def test_broken_archives_answer_as_dockerd(daemon: Engine, dockerd: Engine) -> N
     """Where dockerd itself refuses an archive, the same lines (it loads some we refuse, and
     hangs on a FIFO posing as a config: those cases are ours alone)."""
     by_name = {name: data for name, data, _ in BAD}
-    for name in ("truncated", "truncated-gzip", "manifest-not-json", "manifest-cut", "manifest-empty"):
+    for name in ("truncated", "truncated-gzip", "manifest-not-json", "manifest-cut", "manifest-empty",
+                 "config-not-json", "config-no-rootfs", "config-null", "config-array", "layer-count", "bad-tag"):
         assert load_raw(daemon, by_name[name]) == load_raw(dockerd, by_name[name]), name
 
 

@@ -484,13 +484,16 @@ class LoadSession:
 
 
 def _check_config(config: bytes, path: str) -> ConfigSummary:
-    """dockerd's image.NewFromJSON and checkCompatibleOS, with our clearer texts."""
+    """dockerd's image.NewFromJSON (Go's json.Unmarshal errors) and checkCompatibleOS."""
     try:
         doc = json.loads(config)
     except ValueError as exc:
-        raise LoadError(f"invalid image config {path}: {exc}") from exc
+        raise LoadError(gojson.syntax_error(config.decode("utf-8", "surrogateescape"))
+                        or f"invalid image config {path}: {exc}") from exc
+    if doc is None:  # null unmarshals into an empty image: no rootfs
+        doc = {}
     if not isinstance(doc, dict):
-        raise LoadError(f"invalid image config {path}: not a JSON object")
+        raise LoadError(gojson.type_error(doc, "image.Image"))
     if doc.get("rootfs") is None:
         raise LoadError("invalid image JSON, no RootFS key")
     os_ = doc.get("os") or ""
