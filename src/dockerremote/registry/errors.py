@@ -256,7 +256,7 @@ def _nameserver() -> str:
 def _host_as_written(url: str) -> str:
     """The host part of a URL with its case kept (yarl lowers it; Go prints it as written)."""
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
-    return host if host.startswith("[") else host.split(":", 1)[0]
+    return host[:host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
 
 
 def transport_text(exc: BaseException, url: str = "") -> str:
