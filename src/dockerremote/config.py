@@ -48,20 +48,21 @@ class Settings:
         return self.hosts or [default_host()]
 
 
-# daemon.json key → (Settings attribute, the Go type dockerd decodes it into)
+# daemon.json key → the Go type dockerd decodes it into; the Settings attribute is the key
+# with '_' for '-'
 _FILE_KEYS = {
-    "data-root": ("data_root", "string"),
-    "hosts": ("hosts", "[]string"),
-    "registry-mirrors": ("registry_mirrors", "[]string"),
-    "insecure-registries": ("insecure_registries", "[]string"),
-    "max-concurrent-downloads": ("max_concurrent_downloads", "int"),
-    "max-concurrent-uploads": ("max_concurrent_uploads", "int"),
-    "log-level": ("log_level", "string"),
-    "tls": ("tls", "bool"),
-    "tlsverify": ("tlsverify", "bool"),
-    "tlscacert": ("tlscacert", "string"),
-    "tlscert": ("tlscert", "string"),
-    "tlskey": ("tlskey", "string"),
+    "data-root": "string",
+    "hosts": "[]string",
+    "registry-mirrors": "[]string",
+    "insecure-registries": "[]string",
+    "max-concurrent-downloads": "int",
+    "max-concurrent-uploads": "int",
+    "log-level": "string",
+    "tls": "bool",
+    "tlsverify": "bool",
+    "tlscacert": "string",
+    "tlscert": "string",
+    "tlskey": "string",
 }
 
 
@@ -77,14 +78,18 @@ def load_file(path: Path) -> dict[str, Any]:
         raise InvalidArgument(f"unable to configure the daemon with file {path}: the following directives "
                               f"don't match any configuration option: {', '.join(unknown)}")
     for key, value in data.items():
-        want = _FILE_KEYS[key][1]
+        want = _FILE_KEYS[key]
         ok = (isinstance(value, list) and all(isinstance(x, str) for x in value) if want == "[]string"
               else isinstance(value, int) and not isinstance(value, bool) if want == "int"
               else isinstance(value, bool) if want == "bool" else isinstance(value, str))
         if not ok:
             raise InvalidArgument(f"unable to configure the daemon with file {path}: json: cannot unmarshal "
                                   f"{_json_kind(value)} into Go struct field Config.{key} of type {want}")
-    return {_FILE_KEYS[k][0]: v for k, v in data.items()}
+    return {_attribute(k): v for k, v in data.items()}
+
+
+def _attribute(key: str) -> str:
+    return key.replace("-", "_")
 
 
 def _json_kind(v: Any) -> str:
@@ -105,7 +110,7 @@ def build(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Settings:
     """The file's values, then the flags that were given (None or [] = not given). A setting
     both in the file and on the command line is an error, as in dockerd."""
     given = {k: v for k, v in flag_values.items() if v not in (None, [])}
-    keys = {attr: key for key, (attr, _) in _FILE_KEYS.items()}
+    keys = {_attribute(key): key for key in _FILE_KEYS}
     conflicts = [f"{keys[k]}: (from flag: {_go_value(v)}, from file: {_go_value(file_values[k])})"
                  for k, v in given.items() if k in file_values and k in keys]
     if conflicts:
