@@ -341,7 +341,7 @@ class Repository(Uploads):
                     else:
                         skip = _skip_for(resp, offset, size, digest)
                         body = BodyReader(resp, consume, skip, None if size is None else size - offset,
-                                     digest, size, offset, on_progress)
+                                          digest, size, offset, on_progress)
                         await body.read()
                         progressed = body.consumed
                         offset += progressed
@@ -549,7 +549,7 @@ class Repository(Uploads):
                 if target.origin() == origin and isinstance(exc, aiohttp.ClientConnectorError):
                     self.registries.mark_down(ep)  # could not even connect: try it last for a while
                 raise RegistryUnavailable(f'{method.capitalize()} "{_shown(str(target), origin)}": '
-                                          f'{transport_text(exc, str(target))}',
+                                          f'{transport_text(exc, url)}',
                                           isinstance(exc, aiohttp.ClientConnectorError)) from None
             log.debug("%s %s -> %d", method, _shown(str(target), origin), resp.status)
             location = resp.headers.get("Location")
@@ -565,7 +565,7 @@ class Repository(Uploads):
     async def _follow_blob(self, ep: Endpoint, method: str, url: str, headers: dict[str, str] | None,
                            authz: str | None, body: Body | None = None) -> BlobResponse:
         """_follow() for a blob GET, by the blocking client on a worker thread: its body is then
-        read on a worker thread too (_Body), never on the event loop."""
+        read on a worker thread too (BodyReader), never on the event loop."""
         assert method == "GET" and body is None
         h = {**self.meta_headers, **(headers or {})}
         if authz:
