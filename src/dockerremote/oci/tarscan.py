@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
 REG, AREG, LNK, SYM, CHR, BLK, DIR, FIFO, CONT = b"0", b"\0", b"1", b"2", b"3", b"4", b"5", b"6", b"7"
 GNU_LONGNAME, GNU_LONGLINK, PAX, PAX_GLOBAL = b"L", b"K", b"x", b"g"
 
@@ -21,7 +22,7 @@ class TarError(ValueError):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     name: str
     type: bytes
@@ -100,34 +101,51 @@ class TarReader:
     _ended: bool = False
 
     def feed(self, data: bytes) -> None:
-        mv = memoryview(data)
-        while mv:
+        # Positions into `data`, no per-step memoryview: a layer of small files has a header
+        # every few KiB, and this loop runs with the GIL held beside the threads that inflate
+        # and hash (a pull spends more on it there than its own CPU time).
+        n = len(data)
+        pos = 0
+        while pos < n:
             if self._ended:
                 return  # trailing bytes after the end blocks are ignored, as Go's reader does
             if self._remaining:
-                take = min(self._remaining, len(mv))
-                chunk = mv[:take]
-                self._remaining -= take
-                mv = mv[take:]
+                take = min(self._remaining, n - pos)
                 if self._meta_kind is not None:
-                    self._meta += chunk
+                    self._meta += data[pos:pos + take]
+                    self._remaining -= take
+                    pos += take
                     if not self._remaining:
                         self._finish_meta()
-                elif self.on_data is not None and self._current is not None:
-                    self.on_data(self._current, bytes(chunk))
+                    continue
+                if self.on_data is not None and self._current is not None:
+                    self.on_data(self._current, bytes(data[pos:pos + take]))
+                elif take == self._remaining:  # nobody reads the data: skip its padding too
+                    take = min(take + self._padding, n - pos)
+                    self._padding -= take - self._remaining
+                    self._remaining = 0
+                    pos += take
+                    continue
+                self._remaining -= take
+                pos += take
                 continue
             if self._padding:
-                take = min(self._padding, len(mv))
+                take = min(self._padding, n - pos)
                 self._padding -= take
-                mv = mv[take:]
+                pos += take
                 continue
-            need = BLOCK - len(self._buf)
-            self._buf += mv[:need]
-            mv = mv[need:]
-            if len(self._buf) == BLOCK:
+            if self._buf or n - pos < BLOCK:  # a header cut between two feeds
+                need = BLOCK - len(self._buf)
+                self._buf += data[pos:pos + need]
+                pos += need
+                if len(self._buf) < BLOCK:
+                    return
                 header = bytes(self._buf)
                 self._buf.clear()
-                self._header(header)
+            else:
+                header = bytes(data[pos:pos + BLOCK])
+                pos += BLOCK
+            self._header(header)
 
     def finish(self) -> None:
         if self._remaining or self._padding or self._buf:
@@ -138,7 +156,7 @@ class TarReader:
         return self._ended
 
     def _header(self, header: bytes) -> None:
-        if header == b"\0" * BLOCK:
+        if header == _ZERO_BLOCK:
             self._ended = True
             return
         if not _checksum_ok(header):
@@ -159,17 +177,18 @@ class TarReader:
             if prefix:
                 name = prefix + "/" + name
         linkname = _cstr(header[157:257])
-        if self._long_name is not None:
-            name = self._long_name
-        if self._long_link is not None:
-            linkname = self._long_link
-        if "path" in self._pax:
-            name = self._pax["path"]
-        if "linkpath" in self._pax:
-            linkname = self._pax["linkpath"]
-        if "size" in self._pax:
-            size = int(self._pax["size"])
-        self._pax, self._long_name, self._long_link = {}, None, None
+        if self._long_name is not None or self._long_link is not None or self._pax:
+            if self._long_name is not None:
+                name = self._long_name
+            if self._long_link is not None:
+                linkname = self._long_link
+            if "path" in self._pax:
+                name = self._pax["path"]
+            if "linkpath" in self._pax:
+                linkname = self._pax["linkpath"]
+            if "size" in self._pax:
+                size = int(self._pax["size"])
+            self._pax, self._long_name, self._long_link = {}, None, None
         if typ in (LNK, SYM, CHR, BLK, DIR, FIFO):
             size = 0 if typ != LNK else size
         member = Member(name, typ, size, linkname, _octal(header[100:108]))
