@@ -59,3 +59,19 @@ def test_a_failed_flush_fails_the_commit(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(OSError, match="Input/output"):
         w.commit(sha256(b"z" * 100))
     assert not store.all_digests() and not any(store.ingest_dir.iterdir())
+
+
+def test_a_writer_touches_the_disk_only_when_written(tmp_path: Path) -> None:
+    """A pull makes its layer writers on the event loop: making one must not create its file."""
+    store = ContentStore(tmp_path)
+    w = store.writer()
+    assert not any(store.ingest_dir.iterdir())
+    w.abort()  # never written: nothing to remove either
+    empty = store.writer()
+    assert empty.commit(sha256(b"")) == sha256(b"")  # an empty blob is still a blob
+    assert store.read(sha256(b"")) == b""
+    w = store.writer()
+    w.write(b"abc")
+    assert [p.name for p in store.ingest_dir.iterdir()] == [w.path.name]
+    w.abort()
+    assert not any(store.ingest_dir.iterdir())

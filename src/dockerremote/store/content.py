@@ -13,6 +13,7 @@ import secrets
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from dockerremote.errors import DigestMismatch
 from dockerremote.oci.digest import hex_of, is_sha256_digest
@@ -30,11 +31,19 @@ class BlobWriter:
     def __init__(self, store: "ContentStore") -> None:
         self._store = store
         self.path = store.ingest_dir / secrets.token_hex(16)
-        self._f = open(self.path, "wb")
+        # opened by the first write (or flush, or commit): a writer can be made on the event
+        # loop, and its file is created by the thread that writes it
+        self._opened: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self.size = 0
         self._done = False
         self._flushing: Future[None] | None = None
+
+    @property
+    def _f(self) -> BinaryIO:
+        if self._opened is None:
+            self._opened = open(self.path, "wb")
+        return self._opened
 
     def write(self, data: bytes) -> None:
         self._f.write(data)
@@ -102,7 +111,8 @@ class BlobWriter:
                 self._settle_flush()
             except OSError:
                 pass  # the blob is being thrown away
-            self._f.close()
+            if self._opened is not None:
+                self._opened.close()
         finally:
             self.path.unlink(missing_ok=True)
 

@@ -307,7 +307,7 @@ class Puller:
             if delay > 0:  # a resume after a cut is immediate and not worth a line
                 publish(Event(Kind.RETRYING, sid, max(1, math.ceil(delay))))
 
-        ingest = await asyncio.to_thread(LayerIngest, self.store.content, True, desc.digest)
+        ingest = LayerIngest(self.store.content, True, desc.digest)  # no I/O: its file opens on the first piece
         feed: StageFeed | None = None
         try:
             feed = StageFeed(ingest.stages(split=not desc.size or desc.size >= SPLIT_LAYER))
