@@ -198,23 +198,29 @@ class Puller:
         leading = True
         replayed: set[int] = set()
         try:
+            lines: list[Event] = []  # told once the downloads are on their way
             for i, desc in enumerate(m.layers):
                 stored = self._stored_layer(desc.digest)
                 if stored is not None and leading:
                     records[i] = stored
-                    await emit(Event(Kind.EXISTS, short_id(desc.digest)))
+                    lines.append(Event(Kind.EXISTS, short_id(desc.digest)))
                     continue
                 leading = False
                 if stored is not None:
                     records[i] = stored
                     replayed.add(i)
-                    for kind in (Kind.QUEUED, Kind.VERIFYING, Kind.DOWNLOADED):
-                        await emit(Event(kind, short_id(desc.digest)))
+                    lines += [Event(kind, short_id(desc.digest))
+                              for kind in (Kind.QUEUED, Kind.VERIFYING, Kind.DOWNLOADED)]
                 elif desc.digest not in handles:
-                    await emit(Event(Kind.QUEUED, short_id(desc.digest)))
+                    lines.append(Event(Kind.QUEUED, short_id(desc.digest)))
                     handles[desc.digest] = self.scheduler.join(
                         desc.digest, self._downloader(repo, desc, diff_ids, i), short_id(desc.digest))
                     held.append(handles[desc.digest])
+            # the first downloads send their requests before these lines are written; what the
+            # downloads report waits for _run_layers' watchers, so the stream's order holds
+            await asyncio.sleep(0)
+            for event in lines:
+                await emit(event)
             config, summary = await self._config(config_handle, m)
             if len(summary.diff_ids) != len(m.layers):
                 raise PullError(ROOTFS_MISMATCH)
