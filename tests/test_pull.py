@@ -641,6 +641,9 @@ def test_flipped_byte_is_caught_and_nothing_is_stored(daemon: Engine, registry: 
     assert not blob_path(daemon, bad).exists()
     assert json.loads(daemon.request("GET", "/v1.41/images/json").body) == []
     assert not any((daemon.data_root / "ingest").iterdir())  # no partial file left behind
+    # the config and manifest, stored while the layers downloaded, went with the failed pull
+    assert not blob_path(daemon, big.config_digest).exists()
+    assert not blob_path(daemon, big.manifest_digest).exists()
     # the CLI shows the same; a clean retry then works
     proxy.flip_byte(100, match=bad)
     cli = daemon.docker("pull", f"{proxy.host}/team/big:1")

@@ -149,10 +149,11 @@ class ContentStore:
     def writer(self) -> BlobWriter:
         return BlobWriter(self)
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes, sync_dir: bool = True) -> str:
+        """Store `data` as a blob (fsynced); sync_dir=False: the caller fsyncs the folder."""
         with self.writer() as w:
             w.write(data)
-            return w.commit()
+            return w.commit(sync_dir=sync_dir)
 
     def delete(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)

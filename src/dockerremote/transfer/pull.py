@@ -25,7 +25,7 @@ from dockerremote.errors import DigestMismatch, DockerRemoteError
 from dockerremote.oci import manifest as mf
 from dockerremote.oci import platform as plat
 from dockerremote.oci.config import ConfigError, ConfigSummary, summarize
-from dockerremote.oci.digest import short_id
+from dockerremote.oci.digest import sha256_digest, short_id
 from dockerremote.reference import Reference
 from dockerremote.store.images import ImageStore, stored_ref
 from dockerremote.store.index import LayerRecord
@@ -138,12 +138,13 @@ class Puller:
         image_id = resolved.manifest.config.digest
         layers = resolved.manifest.layers
         held: list[Handle[Any]] = []  # transfers kept joinable until our commit: no refetch in between
+        kept = [sha256_digest(data) for data, _, _ in resolved.blobs]  # the manifests, stored with the image
         try:
-            async with AsyncLease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers)]):
+            async with AsyncLease(self.store, [image_id, *dict.fromkeys(d.digest for d in layers), *kept]):
                 config, records, summary = None, None, None
                 if self.store.get(image_id) is None:
-                    config, summary, records = await self._fetch_image(repo, resolved.manifest, emit, held,
-                                                                      req.platform)
+                    config, summary, records = await self._fetch_image(
+                        repo, resolved.manifest, emit, held, req.platform, [data for data, _, _ in resolved.blobs])
                 await emit(Event(Kind.DIGEST, text=resolved.top_digest))
                 changed = await asyncio.to_thread(self._commit, ref, resolved, config, summary, records)
                 # where these blobs live: a push to another repository of this registry mounts them
@@ -176,8 +177,11 @@ class Puller:
 
     async def _fetch_image(self, repo: Repository, m: mf.ImageManifest, emit: AsyncEmit,
                            held: list[Handle[Any]], platform: plat.Platform | None = None,
+                           manifests: list[bytes] | None = None,
                            ) -> tuple[bytes, ConfigSummary, list[LayerRecord]]:
-        """Config and layers, verified and committed as blobs; the caller releases `held`."""
+        """Config and layers, verified and committed as blobs; the caller releases `held`.
+        The config and `manifests` (leased by the caller) are stored while the layers download,
+        so the commit after the last layer only writes the index."""
         async def fetch_config(publish: Callable[[Event], None]) -> bytes:
             return await repo.blob_bytes(m.config.digest, MAX_CONFIG)
 
@@ -229,13 +233,25 @@ class Puller:
             if not diff_ids.done():  # a download shared with another pull must not wait forever
                 diff_ids.set_exception(PullError("error pulling image configuration"))
                 diff_ids.exception()  # retrieved: no "never retrieved" warning
-        await self._run_layers(m, records, handles, emit, replayed)
+        small = asyncio.ensure_future(asyncio.to_thread(self._store_small, [config, *(manifests or [])]))
+        small.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved, whoever waits
+        try:
+            await self._run_layers(m, records, handles, emit, replayed)
+        finally:
+            await asyncio.wait([small])  # a layer's failure, if any, is the one reported
+        small.result()  # stored before the folder fsync below, which makes its renames durable
         # the renames of this image's blobs (by us or by a pull we joined) made durable at once
         await asyncio.to_thread(self.store.content.fsync_dir)
         done = [r for r in records if r is not None]
         if [r.diff_id for r in done] != summary.diff_ids:
             raise PullError(ROOTFS_MISMATCH)
         return config, summary, done
+
+    def _store_small(self, blobs: list[bytes]) -> None:
+        """Config and manifests into the content store (their folder is fsynced by the caller)."""
+        for data in blobs:
+            if not self.store.content.exists(sha256_digest(data)):
+                self.store.content.put(data, sync_dir=False)
 
     @staticmethod
     async def _config(handle: Handle[bytes], m: mf.ImageManifest) -> tuple[bytes, ConfigSummary]:
