@@ -32,10 +32,9 @@ from dockerremote.registry.auth import basic_authorization
 from dockerremote.registry.errors import MAX_ERROR_BODY, BlobInvalid, ConnectFailed, RegistryError
 
 CHUNK = 1 << 20           # the most one read takes: what a worker stores, hashes and inflates in one go
-# progress goes to the event loop (a wake-up) after this many bytes or this long, whichever
-# comes first: often enough for dockerd's cadence on a slow link (ByteMeter: 1% or 512 KiB, at
-# most every 100 ms), seldom on a fast one
-REPORT_EVERY = 256 << 10
+# Progress goes to the event loop (a wake-up) once the first bytes dockerd's meter would show
+# are in (ByteMeter: more than 1% of the blob or 512 KiB), then at most this often: twice
+# dockerd's cadence (a line at most every 100 ms), so no line is late by more than this.
 REPORT_INTERVAL = 0.05
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -310,6 +309,7 @@ class BodyReader:
     def _run(self, report: Callable[[int], None] | None) -> None:
         resp = self._resp
         reported, reported_at = 0, time.monotonic()
+        first = min(512 << 10, self._size // 100) if self._size else 512 << 10
         while not self._stop.is_set():
             # read1: what one receive brought (up to CHUNK), so a connection that breaks loses
             # nothing already received; the resume asks for the bytes after it
@@ -326,7 +326,7 @@ class BodyReader:
                 self._take(piece)
                 if report is not None and self.consumed != reported:
                     now = time.monotonic()
-                    if self.consumed - reported >= REPORT_EVERY or now - reported_at >= REPORT_INTERVAL:
+                    if now - reported_at >= REPORT_INTERVAL or (not reported and self.consumed > first):
                         reported, reported_at = self.consumed, now
                         report(self.consumed)
             if broke is not None or not piece:
