@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockerremote.errors import DigestMismatch
-from dockerremote.oci.digest import hex_of, is_sha256_digest
+from dockerremote.oci.digest import hex_of, is_sha256_digest, sha256_digest
 
 
 # Flushes run here, beside the writer: a long blob is made durable piece by piece while it
@@ -150,7 +150,11 @@ class ContentStore:
         return BlobWriter(self)
 
     def put(self, data: bytes, sync_dir: bool = True) -> str:
-        """Store `data` as a blob (fsynced); sync_dir=False: the caller fsyncs the folder."""
+        """Store `data` as a blob (fsynced) unless the store has it; sync_dir=False: the caller
+        fsyncs the folder."""
+        digest = sha256_digest(data)
+        if self.exists(digest):  # blobs enter only verified: one there is this one
+            return digest
         with self.writer() as w:
             w.write(data)
             return w.commit(sync_dir=sync_dir)

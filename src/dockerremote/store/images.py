@@ -104,8 +104,7 @@ class ImageStore:
             diff_ids=[lay.diff_id for lay in layers], size=sum(lay.size for lay in layers),
             os=summary.os, architecture=summary.architecture)
         with self.lease([config_digest]):  # not collectable between the blob and the index row
-            if not self.content.exists(config_digest):  # a pull stores it while layers download
-                self.content.put(config_bytes)
+            self.content.put(config_bytes)  # nothing to do if a pull stored it while its layers downloaded
             return self.index.add_image(image, layers, [str(r) for r in refs or []], tag_time)
 
     def add_manifests(self, image_id: str, blobs: list[tuple[bytes, str, str]]) -> None:
@@ -116,9 +115,8 @@ class ImageStore:
         A no-op if the image is gone (the lease's collection then sweeps the blobs)."""
         digests = [sha256_digest(data) for data, _, _ in blobs]
         with self.lease(digests):
-            for digest, (data, _, _) in zip(digests, blobs):
-                if not self.content.exists(digest):
-                    self.content.put(data)
+            for data, _, _ in blobs:
+                self.content.put(data)
             self.index.add_manifests(image_id, [(d, mt, len(data), role)
                                                 for d, (data, mt, role) in zip(digests, blobs)])
 

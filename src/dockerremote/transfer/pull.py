@@ -250,8 +250,7 @@ class Puller:
     def _store_small(self, blobs: list[bytes]) -> None:
         """Config and manifests into the content store (their folder is fsynced by the caller)."""
         for data in blobs:
-            if not self.store.content.exists(sha256_digest(data)):
-                self.store.content.put(data, sync_dir=False)
+            self.store.content.put(data, sync_dir=False)
 
     @staticmethod
     async def _config(handle: Handle[bytes], m: mf.ImageManifest) -> tuple[bytes, ConfigSummary]:
